@@ -1,0 +1,124 @@
+"""Priors p(z) as modules, so they move with ``.to(device)`` and may own parameters.
+
+Every prior has ``distribution()`` (a torch Distribution with batch shape ()),
+``log_prob(z) -> [B]`` and ``sample(n) -> [n, D]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    OneHotCategorical,
+)
+
+from vaebench.distributions.product import Concatenated
+
+
+class Prior(nn.Module):
+    """Base class: subclasses implement :meth:`distribution`."""
+
+    def distribution(self) -> Distribution:
+        raise NotImplementedError
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.distribution().log_prob(z)
+
+    def sample(self, n: int) -> Tensor:
+        return self.distribution().sample((n,))
+
+
+class StandardNormalPrior(Prior):
+    """N(0, I) over ``dim`` dimensions."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def distribution(self) -> Distribution:
+        return Independent(Normal(self.loc, self.scale), 1)
+
+
+class BernoulliPrior(Prior):
+    """Independent fair coins: Bernoulli(0.5) over ``dim`` bits."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("probs", torch.full((dim,), 0.5))
+
+    def distribution(self) -> Distribution:
+        return Independent(Bernoulli(probs=self.probs), 1)
+
+
+class MixturePrior(Prior):
+    """A learnable mixture of K diagonal Gaussians (reference 003's MoG prior).
+
+    Means start from N(0, I), log-variances at 0 and the mixing logits at 0; all
+    three are trained with the model. Sampling is MixtureSameFamily's, which is
+    vectorised and runs on whatever device the parameters are on.
+    """
+
+    def __init__(self, dim: int, components: int = 16):
+        super().__init__()
+        self.means = nn.Parameter(torch.randn(components, dim))
+        self.logvars = nn.Parameter(torch.zeros(components, dim))
+        self.logits = nn.Parameter(torch.zeros(components))
+
+    def distribution(self) -> Distribution:
+        components = Independent(Normal(self.means, torch.exp(0.5 * self.logvars)), 1)
+        return MixtureSameFamily(Categorical(logits=self.logits), components)
+
+
+class GaussianMixturePrior(Prior):
+    """A fixed full-covariance Gaussian mixture, filled from a fitted sklearn GaussianMixture.
+
+    The parameters are buffers, so they are saved in the checkpoint with the model.
+    """
+
+    def __init__(self, dim: int, components: int):
+        super().__init__()
+        self.register_buffer("weights", torch.full((components,), 1.0 / components))
+        self.register_buffer("means", torch.zeros(components, dim))
+        self.register_buffer("scale_tril", torch.eye(dim).repeat(components, 1, 1))
+
+    @torch.no_grad()
+    def fill_from(self, gmm) -> None:
+        """Copy a fitted ``sklearn.mixture.GaussianMixture(covariance_type='full')``."""
+        self.weights.copy_(torch.as_tensor(gmm.weights_, dtype=torch.float32))
+        self.means.copy_(torch.as_tensor(gmm.means_, dtype=torch.float32))
+        covariances = torch.as_tensor(gmm.covariances_, dtype=torch.float64)
+        self.scale_tril.copy_(torch.linalg.cholesky(covariances).float())
+
+    def distribution(self) -> Distribution:
+        return MixtureSameFamily(Categorical(probs=self.weights), MultivariateNormal(self.means, scale_tril=self.scale_tril))
+
+    def component(self, z: Tensor) -> Tensor:
+        """The most responsible mixture component of each code: the model's discrete latent."""
+        d = self.distribution()
+        log_joint = d.component_distribution.log_prob(z.unsqueeze(-2)) + torch.log(self.weights)
+        return log_joint.argmax(-1)
+
+
+class JointPrior(Prior):
+    """p(z) p(c): N(0, I) over ``dim`` and a uniform one-hot categorical over ``categories``."""
+
+    def __init__(self, dim: int, categories: int):
+        super().__init__()
+        self.normal = StandardNormalPrior(dim)
+        self.register_buffer("probs", torch.full((categories,), 1.0 / categories))
+
+    def distribution(self) -> Distribution:
+        return Concatenated([self.normal.distribution(), OneHotCategorical(probs=self.probs)])
+
+
+LOG2 = math.log(2.0)

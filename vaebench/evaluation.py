@@ -1,0 +1,77 @@
+"""Evaluation of one trained run: the context metrics read, and the loop over metrics.
+
+A metric is an object with ``name``, ``description`` and
+``__call__(context) -> dict``. A value that does not apply to the variant is
+``None`` with a ``<name>_na`` entry giving the reason; a metric never skips
+quietly. Artifacts (PNG, CSV) go to ``context.run_dir``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+from vaebench.data import ImageData, Split
+
+
+@dataclass
+class EvalContext:
+    """What a metric may read about a finished run."""
+
+    model: Any
+    data: ImageData
+    run_dir: Path
+    device: torch.device
+    is_samples: int
+    seed: int
+    training: Any = None  # TrainingResult
+    n_parameters: int = 0
+    eval_batch_rows: int = 65536  # images x samples per chunk, bounds memory
+    values: dict = field(default_factory=dict)  # what earlier metrics computed
+
+    def split(self, name: str, limit: int | None = None) -> tuple[Split, Tensor]:
+        """A split (or its first ``limit`` examples in a fixed random order) and the positions used.
+
+        The model's ``prepare_inference`` is called first, so a model without an
+        encoder fits its posteriors for these examples.
+        """
+        split = self.data.split(name)
+        positions = torch.arange(len(split), device=split.x.device)
+        if limit is not None and limit < len(split):
+            generator = torch.Generator().manual_seed(4321)
+            positions = torch.randperm(len(split), generator=generator)[:limit].sort().values.to(split.x.device)
+            split = Split(split.x[positions], split.y[positions])
+        self.model.prepare_inference(name, self.data.split(name).x, self.data.split(name).y)
+        return split, positions
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+@torch.inference_mode()
+def posterior_means(ctx: EvalContext, split: Split, positions: Tensor, batch: int = 4096) -> Tensor:
+    """E_q[z | x] for every example, on the CPU."""
+    means = []
+    for s in chunks(len(split), batch):
+        q = ctx.model.posterior(split.x[s], split.y[s], positions[s])
+        means.append(q.mean.float().cpu())
+    return torch.cat(means)
+
+
+def evaluate(ctx: EvalContext, metrics: list) -> tuple[dict, float]:
+    """Run ``metrics`` in order; return their merged values and the seconds they took."""
+    ctx.model.eval()
+    start = time.perf_counter()
+    for metric in metrics:
+        with torch.inference_mode(False):
+            ctx.values.update(metric(ctx))
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    return ctx.values, time.perf_counter() - start

@@ -1,0 +1,118 @@
+"""The model interface and the networks the built-in variants share.
+
+A model is an ``nn.Module`` with
+
+* ``prior``: a :class:`vaebench.distributions.priors.Prior`;
+* ``posterior(x, y=None, index=None)``: a distribution over z with batch shape [B]
+  (``index`` holds the examples' positions in their split, for per-example latents);
+* ``likelihood(z, y=None)``: a distribution over x with batch shape [..., B].
+
+Optional capabilities, all with safe defaults here:
+
+* ``label_conditioned``: p(x|y); metrics also report the marginal over labels;
+* ``prepare_inference(split, x, y)``: called before a split is evaluated (latent
+  optimisation fits q for unseen examples there);
+* ``cluster(x, y)``: the model's own discrete latent as class ids, or ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal
+
+from vaebench.distributions import LIKELIHOODS
+from vaebench.distributions.priors import Prior
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def gaussian_from(params: Tensor) -> Distribution:
+    """Split ``[..., 2D]`` into (mu, log sigma^2) and return N(mu, diag sigma^2)."""
+    mu, logvar = params.chunk(2, dim=-1)
+    return Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+
+
+class LatentVariableModel(nn.Module):
+    """Base class with the optional capabilities' defaults."""
+
+    label_conditioned: bool = False
+    prior: Prior
+
+    def __init__(self, likelihood: str, n_classes: int):
+        super().__init__()
+        self.likelihood_name = likelihood
+        self._likelihood = LIKELIHOODS[likelihood]
+        self.n_classes = n_classes
+
+    def posterior(self, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> Distribution:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def likelihood(self, z: Tensor, y: Tensor | None = None) -> Distribution:
+        return self._likelihood(self.decode(z, y))
+
+    def prepare_inference(self, split: str, x: Tensor, y: Tensor) -> None:
+        """Called before ``split`` is evaluated; amortised models need nothing."""
+
+    def cluster(self, x: Tensor, y: Tensor | None = None) -> Tensor | None:
+        """Class ids from the model's own discrete latent; ``None`` when it has none."""
+        return None
+
+    def onehot(self, y: Tensor) -> Tensor:
+        return F.one_hot(y, self.n_classes).to(torch.get_default_dtype())
+
+
+class GaussianVAE(LatentVariableModel):
+    """MLP encoder to (mu, log sigma^2), MLP decoder to pixel logits.
+
+    ``prior`` defaults to N(0, I). With ``condition_decoder`` (and optionally
+    ``condition_encoder``) the networks also get onehot(y): the conditional VAE.
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        hidden: Sequence[int],
+        latent_dim: int,
+        prior: Prior,
+        likelihood: str = "bernoulli",
+        n_classes: int = 10,
+        condition_encoder: bool = False,
+        condition_decoder: bool = False,
+    ):
+        super().__init__(likelihood, n_classes)
+        self.condition_encoder = condition_encoder
+        self.condition_decoder = condition_decoder
+        self.label_conditioned = condition_encoder or condition_decoder
+        enc_in = x_dim + (n_classes if condition_encoder else 0)
+        dec_in = latent_dim + (n_classes if condition_decoder else 0)
+        self.encoder = mlp([enc_in, *hidden, 2 * latent_dim])
+        self.decoder = mlp([dec_in, *reversed(hidden), x_dim])
+        self.prior = prior
+
+    def posterior(self, x, y=None, index=None):
+        if self.condition_encoder:
+            x = torch.cat([x, self.onehot(y)], dim=-1)
+        return gaussian_from(self.encoder(x))
+
+    def decode(self, z, y=None):
+        if self.condition_decoder:
+            label = self.onehot(y)
+            if z.dim() > label.dim():  # importance samples: [K, B, D]
+                label = label.expand(*z.shape[:-1], label.shape[-1])
+            z = torch.cat([z, label], dim=-1)
+        return self.decoder(z)

@@ -1,0 +1,40 @@
+"""Progress on the terminal: one rich bar per run, with the epoch and the live loss."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class RichReporter:
+    """A :class:`vaebench.training.Reporter` that draws rich progress bars on stderr."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epochs  loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def start(self, run: str, epochs: int) -> None:
+        self.tasks[run] = self.progress.add_task(run, total=epochs, loss="-")
+
+    def epoch(self, run: str, record: dict) -> None:
+        self.progress.update(self.tasks[run], completed=record["epoch"] + 1, loss=f"{record.get('loss', float('nan')):.3f}")
+
+    def finish(self, run: str, status: str) -> None:
+        task = self.tasks.get(run)
+        if task is not None:
+            self.progress.update(task, description=f"{run} [{status}]")

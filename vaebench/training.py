@@ -1,0 +1,231 @@
+"""The training loop for one run: data batches -> objective -> optimizer step.
+
+The training split lives on the device; each epoch draws a permutation there
+and slices it into batches. Logged terms are summed on the device and read
+once per epoch, so the loop never waits on the host per step. The checkpoint
+(model, optimizer, objective state such as the score-function baseline, RNG
+states, history) is written atomically at the end of every epoch, so a run
+can resume after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from vaebench.atomic import load_torch, save_torch
+from vaebench.data import ImageData
+from vaebench.errors import TrainingFailure
+from vaebench.objectives import Batch, elbo_parts
+from vaebench.schedules import Progress
+from vaebench.variant import Recipe, default_param_groups, make_optimizer
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class Reporter(Protocol):
+    def start(self, run: str, epochs: int) -> None: ...
+    def epoch(self, run: str, record: dict) -> None: ...
+    def finish(self, run: str, status: str) -> None: ...
+
+
+class SilentReporter:
+    def start(self, run, epochs):
+        pass
+
+    def epoch(self, run, record):
+        pass
+
+    def finish(self, run, status):
+        pass
+
+
+@dataclass
+class TrainingResult:
+    history: list[dict]
+    train_seconds: float
+    train_images: int
+    epochs_run: int
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@torch.inference_mode()
+def validation_neg_elbo(model, data: ImageData, batch_size: int = 4096) -> float:
+    """The true (beta = 1) single-sample -ELBO on the validation split, nats per image."""
+    model.eval()
+    split = data.val
+    model.prepare_inference("val", split.x, split.y)
+    total = torch.zeros((), device=split.x.device)
+    for start in range(0, len(split), batch_size):
+        x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+        index = torch.arange(start, start + len(x), device=x.device)
+        total += -elbo_parts(model, x, y, index, reparameterize=False).elbo.sum()
+    model.train()
+    return total.item() / len(split)
+
+
+def train(
+    recipe: Recipe,
+    data: ImageData,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str,
+    seed: int,
+    device: torch.device,
+    run_dir: Path,
+    run_name: str = "run",
+    reporter: Reporter | None = None,
+    patience: int | None = None,
+    resume: bool = False,
+    validate: bool = True,
+) -> TrainingResult:
+    """Train ``recipe`` on ``data.train``; raise :class:`TrainingFailure` on a non-finite term."""
+    reporter = reporter or SilentReporter()
+    torch.manual_seed(seed)
+    model, objective = recipe.model.to(device), recipe.objective.to(device)
+    groups = (recipe.param_groups or default_param_groups(model))(lr)
+    opt = make_optimizer(optimizer, groups)
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    n = len(data.train)
+    steps_per_epoch = math.ceil(n / batch_size)
+    history: list[dict] = []
+    start_epoch, best, best_epoch, best_state, waited = 0, math.inf, None, None, 0
+    train_seconds, train_images = 0.0, 0
+    checkpoint_path = Path(run_dir) / CHECKPOINT
+    if resume and checkpoint_path.exists():
+        ckpt = load_torch(checkpoint_path, map_location="cpu")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        objective.load_state_dict(ckpt["objective"])
+        _set_rng_state(ckpt["rng"], device)
+        generator.set_state(ckpt["generator"])
+        history = list(ckpt["history"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        best, best_epoch, waited = float(ckpt["best"]), ckpt["best_epoch"], int(ckpt["waited"])
+        best_state = ckpt.get("best_state")
+        train_seconds, train_images = float(ckpt["train_seconds"]), int(ckpt["train_images"])
+    resumed_from = start_epoch
+
+    reporter.start(run_name, epochs)
+    for record in history:
+        reporter.epoch(run_name, record)
+    model.train()
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, epochs):
+        if patience is not None and waited >= patience:
+            stopped_early = True
+            break
+        sync(device)
+        t0 = time.perf_counter()
+        permutation = torch.randperm(n, device=device, generator=generator)
+        sums = None
+        first_bad = None
+        names: list[str] = []
+        for step in range(steps_per_epoch):
+            index = permutation[step * batch_size : (step + 1) * batch_size]
+            x, y = data.training_batch(index)
+            progress = Progress(epoch, step, steps_per_epoch, epochs)
+            terms = recipe.objective(model, Batch(x, y, index), progress)
+            opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            if recipe.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            logged = {"loss": terms.loss.detach(), **terms.logs}
+            values = torch.stack([v.to(device=device, dtype=torch.float32) for v in logged.values()]) * len(index)
+            if sums is None:
+                names = list(logged)
+                sums = torch.zeros_like(values)
+                first_bad = torch.full_like(values, -1.0)
+            sums += values
+            first_bad = torch.where(torch.isfinite(values) | (first_bad >= 0), first_bad, float(step))
+        totals = sums.tolist()  # the epoch's one host synchronisation
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        train_images += n
+        bad = [(name, int(s)) for name, s in zip(names, first_bad.tolist()) if s >= 0]
+        if bad:
+            term, step = min(bad, key=lambda item: item[1])
+            raise TrainingFailure(f"non-finite {term} at epoch {epoch}, step {step}")
+        record = {"epoch": epoch, **{name: total / n for name, total in zip(names, totals)}}
+        record["train_seconds"] = seconds
+        record["train_images_per_s"] = n / seconds if seconds > 0 else float("nan")
+        if validate:
+            record["val_neg_elbo"] = validation_neg_elbo(model, data)
+            if not math.isfinite(record["val_neg_elbo"]):
+                raise TrainingFailure(f"non-finite val_neg_elbo at epoch {epoch}")
+            if record["val_neg_elbo"] < best:
+                best, best_epoch, waited = record["val_neg_elbo"], epoch, 0
+                if patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+        if recipe.epoch_metrics is not None:
+            record.update(recipe.epoch_metrics(model, data))
+            model.train()
+        history.append(record)
+        reporter.epoch(run_name, record)
+        save_torch(
+            checkpoint_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "objective": objective.state_dict(),
+                "rng": _rng_state(device),
+                "generator": generator.get_state(),
+                "history": history,
+                "epoch": epoch,
+                "best": best,
+                "best_epoch": best_epoch,
+                "waited": waited,
+                "best_state": best_state,
+                "train_seconds": train_seconds,
+                "train_images": train_images,
+            },
+        )
+    if patience is not None and best_state is not None:
+        model.load_state_dict(best_state)  # early stopping keeps the best validation model
+    return TrainingResult(
+        history=history,
+        train_seconds=train_seconds,
+        train_images=train_images,
+        epochs_run=len(history),
+        best_epoch=best_epoch,
+        stopped_early=stopped_early or (patience is not None and waited >= patience and len(history) < epochs),
+        resumed_from_epoch=resumed_from,
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

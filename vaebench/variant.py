@@ -1,0 +1,138 @@
+"""The Variant interface: a recipe of model, prior, objective and defaults.
+
+A plugin registers an object with ``name``, ``description``, ``reference``,
+``options`` (its own defaults, overridable per suite) and
+``build(context) -> Recipe``. Everything shared across a suite (widths, latent
+size, likelihood, optimizer, learning rate, batch size, budget) arrives in
+:class:`BuildContext` and must be used as given, so that runs are matched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from vaebench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SharedSettings:
+    """What every variant in a suite shares."""
+
+    hidden: tuple[int, ...] = (400,)
+    latent_dim: int = 20
+    likelihood: str = "bernoulli"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 128
+
+    def as_dict(self) -> dict:
+        return {
+            "hidden": list(self.hidden),
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+        }
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a variant may read when it builds its recipe."""
+
+    settings: SharedSettings
+    x_dim: int
+    n_classes: int
+    n_train: int
+    epochs: int
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    """A built variant.
+
+    ``param_groups(lr)`` returns optimizer parameter groups (default: one group
+    of all parameters at the shared ``lr``). ``post_training(model, data)`` runs
+    once after the last epoch and returns values to record (the GMM fit).
+    ``epoch_metrics(model, data)`` runs after every epoch and adds values to the
+    history (gumbel-capacity's NMI curve).
+    ``latent`` describes the latent space for results rows.
+    """
+
+    model: nn.Module
+    objective: Any
+    latent: str
+    param_groups: Callable[[float], list[dict]] | None = None
+    grad_clip: float | None = None
+    post_training: Callable[[nn.Module, Any], dict] | None = None
+    epoch_metrics: Callable[[nn.Module, Any], dict] | None = None
+
+
+class Variant:
+    """Base class for variants: subclasses set the attributes and implement ``build``."""
+
+    name: str = ""
+    description: str = ""
+    reference: str = ""
+    options: dict[str, Any] = {}
+    # leaderboard columns computed against another variant of the same suite:
+    # {column: (other_variant, metric)} gives other[metric] - self[metric]
+    comparisons: dict[str, tuple[str, str]] = {}
+
+    def resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The variant's defaults with ``overrides`` applied; unknown keys are a usage error."""
+        unknown = sorted(set(overrides) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise UsageError(f"variant '{self.name}' has no option '{unknown[0]}'; its options are: {known}")
+        resolved = dict(self.options)
+        for key, value in overrides.items():
+            resolved[key] = _coerce(self.name, key, value, self.options[key])
+        return resolved
+
+    def build(self, context: BuildContext) -> Recipe:
+        raise NotImplementedError
+
+
+def _coerce(variant: str, key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("on", "true", "yes", "1"):
+            return True
+        if text in ("off", "false", "no", "0"):
+            return False
+    elif isinstance(default, (int, float)):
+        try:
+            number = type(default)(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is not None:
+            return number
+    else:
+        return value
+    raise UsageError(f"option {variant}.{key}={value!r} is not a valid {type(default).__name__}; the default is {default!r}")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def default_param_groups(model: nn.Module) -> Callable[[float], list[dict]]:
+    return lambda lr: [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+
+
+def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(groups)
+    if name == "adamax":
+        return torch.optim.Adamax(groups)
+    if name == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9)
+    raise UsageError(f"unknown optimizer '{name}'; choose adam, adamax or sgd")
