@@ -39,7 +39,7 @@ class Conditional(Variant):
             condition_encoder=o["condition_encoder"], condition_decoder=True,
         )
         objective = ELBO() if o["beta"] == 1.0 else WeightedKL(Constant(o["beta"]))
-        return Recipe(model, objective, latent=f"N(0,I) {s.latent_dim}-d | y")
+        return Recipe(model, objective, latent=f"N(0,I) {s.latent_dim}-d given y")
 
 
 @hookimpl

@@ -123,7 +123,7 @@ def cmd_run(args, plugins) -> int:
 
     from vaebench.reporting import RichReporter
     from vaebench.results import rich_table
-    from vaebench.runner import run_suite
+    from vaebench.runner import execute, plan
     from vaebench.suite import make_suite
 
     kwargs = _suite_kwargs(args)
@@ -135,8 +135,9 @@ def cmd_run(args, plugins) -> int:
         raise UsageError("no variant given; name variants or pass --all (see `vaebench list`)")
     suite = make_suite(variants, **kwargs)
     out = args.out or Path(DEFAULT_OUT)
+    checked = plan(suite, plugins, out, resume=args.resume)
     with RichReporter() as reporter:
-        result = run_suite(suite, plugins, out, resume=args.resume, reporter=reporter)
+        result = execute(checked, reporter)
     console = Console()
     console.print(rich_table(result.board, title=f"vaebench leaderboard ({suite.dataset}, {suite.budget}, {len(suite.seeds)} seed(s))"))
     console.print(f"wrote {out}/leaderboard.csv, {out}/leaderboard.md and {out}/runs/")

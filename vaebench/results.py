@@ -172,8 +172,12 @@ def rich_table(board: pd.DataFrame, title: str = "leaderboard"):
 
     header, rows = display_rows(board)
     table = Table(title=title)
+    widest = max([len(row[0]) for row in rows] + [7])
     for column in header:
-        table.add_column(column, justify="left" if column in ("variant", "status", "latent") else "right")
+        if column == "variant":
+            table.add_column(column, no_wrap=True, min_width=widest)
+        else:
+            table.add_column(column, justify="left" if column in ("status", "latent") else "right")
     for row in rows:
         table.add_row(*row)
     return table

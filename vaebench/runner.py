@@ -64,7 +64,22 @@ def validate(suite: Suite, plugins: Plugins):
     return variants, spec, metrics, options
 
 
-def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, reporter=None) -> SweepResult:
+@dataclass
+class Plan:
+    """A validated suite with its data loaded: nothing can be wrong with the input any more."""
+
+    suite: Suite
+    out: Path
+    resume: bool
+    variants: list
+    metrics: list
+    options: dict
+    data: object
+    device: torch.device
+
+
+def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False) -> Plan:
+    """Check every input (names, numbers, device, data, --out) before anything is trained."""
     out = check_out_dir(out)
     variants, spec, metrics, options = validate(suite, plugins)
     device = resolve_device(suite.device)
@@ -77,25 +92,34 @@ def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, r
         raise UsageError(
             f"--batch-size {suite.settings.batch_size} is larger than the training set ({len(data.train)} images); use a smaller batch"
         )
+    return Plan(suite, out, resume, variants, metrics, options, data, device)
+
+
+def execute(p: Plan, reporter=None) -> SweepResult:
+    """Train and evaluate every run of the plan, then write the leaderboard and combined figures."""
     reporter = reporter or SilentReporter()
     result = SweepResult(board=pd.DataFrame())
-    for variant in variants:
-        for seed in suite.seeds:
-            run_dir = out / "runs" / variant.name / f"seed-{seed}"
+    for variant in p.variants:
+        for seed in p.suite.seeds:
+            run_dir = p.out / "runs" / variant.name / f"seed-{seed}"
             done = run_dir / METRICS_FILE
-            if resume and done.exists() and _status(done) == "ok":
+            if p.resume and done.exists() and _status(done) == "ok":
                 result.kept.append((variant.name, seed))
                 continue
-            reason = run_one(suite, variant, options[variant.name], data, metrics, seed, device, run_dir, reporter, resume)
+            reason = run_one(p.suite, variant, p.options[variant.name], p.data, p.metrics, seed, p.device, run_dir, reporter, p.resume)
             result.trained.append((variant.name, seed))
             if reason is not None:
                 result.failures.append((variant.name, seed, reason))
-    board = leaderboard(run_records(out))
-    write_leaderboard(out, board)
-    combined_figure(out)
-    combined_figure(out, "reconstructions.png")
+    board = leaderboard(run_records(p.out))
+    write_leaderboard(p.out, board)
+    combined_figure(p.out)
+    combined_figure(p.out, "reconstructions.png")
     result.board = board
     return result
+
+
+def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, reporter=None) -> SweepResult:
+    return execute(plan(suite, plugins, out, resume), reporter)
 
 
 def _status(path: Path) -> str:

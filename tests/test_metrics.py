@@ -1,0 +1,151 @@
+"""Metrics against independently known values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+from torch import nn
+from torch.distributions import Independent, MultivariateNormal, Normal
+
+from vaebench.data import Split
+from vaebench.distributions import StandardNormalPrior
+from vaebench.evaluation import EvalContext
+from vaebench.metrics import NMI, importance_log_likelihood
+from vaebench.metrics.elbo import neg_elbo_per_example
+from vaebench.models import LatentVariableModel
+
+
+class LinearGaussian(LatentVariableModel):
+    """p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I): log p(x) = log N(x; b, W W^T + s^2 I) exactly.
+
+    q(z|x) is the exact posterior with its variance inflated by ``inflate``, so
+    importance sampling has real work to do.
+    """
+
+    def __init__(self, x_dim=6, z_dim=3, scale=0.5, inflate=1.5):
+        super().__init__("bernoulli", 10)
+        g = torch.Generator().manual_seed(0)
+        self.W = nn.Parameter(torch.randn(x_dim, z_dim, generator=g))
+        self.b = nn.Parameter(torch.randn(x_dim, generator=g))
+        self.scale, self.inflate = scale, inflate
+        self.prior = StandardNormalPrior(z_dim)
+
+    def likelihood(self, z, y=None):
+        return Independent(Normal(z @ self.W.T + self.b, self.scale), 1)
+
+    def posterior(self, x, y=None, index=None):
+        precision = torch.eye(self.W.shape[1]) + self.W.T @ self.W / self.scale**2
+        cov = torch.linalg.inv(precision)
+        mean = (x - self.b) @ self.W @ cov.T / self.scale**2
+        std = torch.sqrt(torch.diagonal(cov) * self.inflate)  # mean-field, inflated
+        return Independent(Normal(mean, std.expand_as(mean)), 1)
+
+    def exact_log_px(self, x):
+        cov = self.W @ self.W.T + self.scale**2 * torch.eye(self.W.shape[0])
+        return MultivariateNormal(self.b, covariance_matrix=cov).log_prob(x)
+
+
+@torch.no_grad()
+def test_is_nll_matches_exact_likelihood_of_linear_gaussian():
+    model = LinearGaussian()
+    torch.manual_seed(0)
+    x = model.likelihood(model.prior.sample(200)).sample()
+    estimate = importance_log_likelihood(model, x, None, None, samples=5000, max_rows=200_000)
+    exact = model.exact_log_px(x)
+    assert (estimate - exact).abs().mean().item() < 0.05
+    assert abs(estimate.mean().item() - exact.mean().item()) < 0.05
+
+
+@torch.no_grad()
+def test_is_nll_chunking_does_not_change_the_estimate():
+    model = LinearGaussian()
+    x = model.likelihood(model.prior.sample(37)).sample()
+    torch.manual_seed(1)
+    a = importance_log_likelihood(model, x, None, None, samples=300, max_rows=10**6)
+    torch.manual_seed(1)
+    b = importance_log_likelihood(model, x, None, None, samples=300, max_rows=10**6)
+    c = importance_log_likelihood(model, x, None, None, samples=300, max_rows=500)  # many small chunks
+    torch.testing.assert_close(a, b)
+    exact = model.exact_log_px(x)
+    # different draws of the same estimator: both are close to the exact value
+    assert abs(a.mean() - exact.mean()) < 0.05 and abs(c.mean() - exact.mean()) < 0.05
+
+
+@torch.no_grad()
+def test_is_with_one_sample_equals_the_single_sample_elbo_on_average():
+    model = LinearGaussian()
+    x = model.likelihood(model.prior.sample(4000)).sample()
+    index = torch.arange(len(x))
+    k1 = importance_log_likelihood(model, x, None, None, samples=1)
+    recon, kl = neg_elbo_per_example(model, x, torch.zeros(len(x), dtype=torch.long), index)
+    elbo = -(recon + kl)
+    standard_error = (k1.std() / len(x) ** 0.5).item()
+    assert abs(k1.mean().item() - elbo.mean().item()) < 4 * standard_error + 0.02
+
+
+@torch.no_grad()
+def test_is_nll_is_below_neg_elbo_for_the_linear_model():
+    model = LinearGaussian()
+    x = model.likelihood(model.prior.sample(500)).sample()
+    recon, kl = neg_elbo_per_example(model, x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
+    nll = -importance_log_likelihood(model, x, None, None, samples=1000)
+    assert nll.mean() < (recon + kl).mean()
+
+
+class FixedClusters(LatentVariableModel):
+    def __init__(self, clusters):
+        super().__init__("bernoulli", 3)
+        self.clusters = clusters
+        self.prior = StandardNormalPrior(2)
+
+    def cluster(self, x, y=None):
+        return self.clusters[: len(x)]
+
+
+class PointCodes(LatentVariableModel):
+    def __init__(self):
+        super().__init__("bernoulli", 3)
+        self.prior = StandardNormalPrior(2)
+
+    def posterior(self, x, y=None, index=None):
+        return Independent(Normal(x[:, :2], torch.ones(len(x), 2)), 1)
+
+
+def _ctx(model, x, y, tmp_path):
+    data = type("D", (), {})()
+    data.n_classes = 3
+    data.split = lambda name: Split(x, y)
+    return EvalContext(model=model, data=data, run_dir=tmp_path, device=torch.device("cpu"), is_samples=1, seed=0)
+
+
+def nmi_by_hand(a, b):
+    """MI / arithmetic mean of the entropies, from the contingency table."""
+    import math
+    from collections import Counter
+
+    n = len(a)
+    pa, pb, pab = Counter(a), Counter(b), Counter(zip(a, b))
+    mi = sum(c / n * math.log((c / n) / (pa[i] / n * pb[j] / n)) for (i, j), c in pab.items())
+    h = lambda counts: -sum(c / n * math.log(c / n) for c in counts.values())  # noqa: E731
+    return mi / ((h(pa) + h(pb)) / 2)
+
+
+def test_nmi_of_own_discrete_latent_agrees_with_sklearn(tmp_path):
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    clusters = torch.tensor([1, 1, 0, 2, 2, 2, 0, 0, 0, 1])
+    result = NMI()(_ctx(FixedClusters(clusters), torch.zeros(10, 4), labels, tmp_path))
+    assert result["nmi"] == pytest.approx(normalized_mutual_info_score(labels.numpy(), clusters.numpy()))
+    assert result["nmi"] == pytest.approx(nmi_by_hand(labels.tolist(), clusters.tolist()))
+    assert result["nmi_method"] == "own discrete latent"
+
+
+def test_nmi_falls_back_to_kmeans_on_posterior_means(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10]])
+    labels = np.repeat(np.arange(3), 30)
+    x = torch.tensor(centres[labels] + rng.normal(0, 0.5, (90, 2)), dtype=torch.float32)
+    result = NMI()(_ctx(PointCodes(), x, torch.tensor(labels), tmp_path))
+    assert result["nmi"] == pytest.approx(1.0)
+    assert result["nmi_method"].startswith("kmeans(k=3")

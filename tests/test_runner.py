@@ -1,0 +1,180 @@
+"""The runner end to end: run folders, determinism, leaderboards, failure isolation, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import metrics_of, run_tiny
+from vaebench import hookimpl
+from vaebench.cli import main
+from vaebench.distributions import StandardNormalPrior
+from vaebench.models import GaussianVAE
+from vaebench.objectives import ELBO, Terms
+from vaebench.plugin_manager import load_plugins
+from vaebench.results import rebuild
+from vaebench.variant import Recipe, Variant
+
+
+def test_gaussian_smoke_run_writes_everything(tmp_path):
+    result = run_tiny(tmp_path, ["gaussian"], epochs=2)
+    run = tmp_path / "runs" / "gaussian" / "seed-0"
+    for name in ("config.json", "metrics.json", "history.csv", "model.pt", "checkpoint.pt", "is_nll_per_example.csv",
+                 "samples.png", "samples_probs.png", "reconstructions.png", "latent_scatter.png", "loss_curves.png"):
+        assert (run / name).exists(), name
+    m = metrics_of(tmp_path, "gaussian")
+    assert m["status"] == "ok" and m["binarization"] == "dynamic" and m["is_samples"] == 20
+    assert m["neg_elbo"] == pytest.approx(m["neg_elbo_reconstruction"] + m["neg_elbo_kl"])
+    assert m["is_nll"] < m["neg_elbo"]  # IS tightens the bound on a trained model
+    assert set(m) >= {"is_nll_class_0", "is_nll_train", "nmi", "nmi_method", "train_images_per_s", "peak_memory_mb", "n_parameters"}
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [0, 1] and history["val_neg_elbo"].notna().all()
+    per_example = pd.read_csv(run / "is_nll_per_example.csv")
+    assert set(per_example["split"]) == {"test", "train"} and len(per_example) == 359 + 1000
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(board.columns[:12]) == ["variant", "dataset", "status", "seeds", "neg_elbo", "neg_elbo_std", "is_nll", "is_nll_std", "nmi", "nmi_std", "train_images_per_s", "train_images_per_s_std"]
+    assert (tmp_path / "leaderboard.md").read_text().count("gaussian") >= 1
+    assert result.failures == []
+
+
+def test_same_seed_same_numbers_and_seeds_differ(tmp_path):
+    run_tiny(tmp_path / "a", ["gaussian"], seeds=2)
+    run_tiny(tmp_path / "b", ["gaussian"], seeds=1)
+    a0, a1, b0 = metrics_of(tmp_path / "a", "gaussian", 0), metrics_of(tmp_path / "a", "gaussian", 1), metrics_of(tmp_path / "b", "gaussian", 0)
+    for key in ("neg_elbo", "is_nll", "nmi"):
+        assert a0[key] == b0[key]
+    assert a0["neg_elbo"] != a1["neg_elbo"]
+    board = pd.read_csv(tmp_path / "a" / "leaderboard.csv")
+    assert board.loc[0, "seeds"] == 2
+    assert board.loc[0, "neg_elbo"] == pytest.approx((a0["neg_elbo"] + a1["neg_elbo"]) / 2)
+    assert board.loc[0, "neg_elbo_std"] == pytest.approx(abs(a0["neg_elbo"] - a1["neg_elbo"]) / 2)
+
+
+def test_leaderboard_rebuilds_from_run_folders_alone(tmp_path, capsys):
+    run_tiny(tmp_path, ["gaussian", "kl-annealing"], epochs=2, metrics=["elbo", "throughput"])
+    written = pd.read_csv(tmp_path / "leaderboard.csv")
+    (tmp_path / "leaderboard.csv").unlink()
+    rebuilt = rebuild(tmp_path)
+    pd.testing.assert_frame_equal(written, rebuilt.reset_index(drop=True), check_dtype=False)
+    for fmt in ("csv", "json", "md", "table"):
+        assert main(["leaderboard", str(tmp_path), "--format", fmt]) == 0
+        assert "kl-annealing" in capsys.readouterr().out
+
+
+def test_metric_selection_skips_the_expensive_metrics(tmp_path):
+    run_tiny(tmp_path, ["gaussian"], epochs=1, metrics=["throughput"])
+    m = metrics_of(tmp_path, "gaussian")
+    assert m["train_images_per_s"] > 0 and "is_nll" not in m and "neg_elbo" not in m
+    assert not (tmp_path / "runs/gaussian/seed-0/is_nll_per_example.csv").exists()
+
+
+class ExplodingObjective(ELBO):
+    def __call__(self, model, batch, progress):
+        terms = super().__call__(model, batch, progress)
+        if progress.epoch == 1 and progress.step_in_epoch == 3:
+            terms.logs["kl"] = terms.logs["kl"] * float("nan")
+        return terms
+
+
+class Exploding(Variant):
+    name = "exploding"
+    description = "goes non-finite at epoch 1, step 3"
+
+    def build(self, context):
+        s = context.settings
+        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, StandardNormalPrior(s.latent_dim))
+        return Recipe(model, ExplodingObjective(), latent="test")
+
+
+class Raising(Variant):
+    name = "raising"
+    description = "raises while building"
+
+    def build(self, context):
+        raise RuntimeError("no such layer")
+
+
+def failing_plugins():
+    module = types.ModuleType("failing")
+    module.register_variants = hookimpl(lambda register: (register(Exploding()), register(Raising())))
+    return load_plugins(extra=[("failing", module)])
+
+
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
+    result = run_tiny(tmp_path, ["exploding", "raising", "gaussian"], epochs=3, plugins=failing_plugins())
+    assert {(v, s) for v, s, _ in result.failures} == {("exploding", 0), ("raising", 0)}
+    exploding = metrics_of(tmp_path, "exploding")
+    assert exploding["status"] == "failed" and exploding["reason"] == "non-finite kl at epoch 1, step 3"
+    assert "no such layer" in metrics_of(tmp_path, "raising")["reason"]
+    board = pd.read_csv(tmp_path / "leaderboard.csv").set_index("variant")
+    assert board.loc["gaussian", "status"] == "ok" and math.isfinite(board.loc["gaussian", "is_nll"])
+    assert board.loc["exploding", "status"] == "failed 1/1"
+    assert "epoch 1, step 3" in board.loc["exploding", "failure"]
+
+
+def test_cli_exits_1_after_failures(tmp_path, monkeypatch, capsys):
+    import vaebench.plugin_manager
+
+    monkeypatch.setattr(vaebench.plugin_manager, "load_plugins", lambda strict=False: failing_plugins())
+    code = main(["run", "exploding", "gaussian", "--epochs", "2", "--hidden", "16", "--is-samples", "5", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "run exploding seed 0 failed: non-finite kl at epoch 1, step 3" in err
+    assert (tmp_path / "leaderboard.csv").exists()
+
+
+def _cli(out, *extra):
+    return [sys.executable, "-m", "vaebench", "run", "gaussian", "bernoulli-sfe", "--epochs", "60", "--hidden", "64",
+            "--is-samples", "10", "--metrics", "elbo,is_nll,nmi", "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(_cli(tmp_path / "straight"), check=True, capture_output=True, env=env)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_cli(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    checkpoint = killed / "runs" / "bernoulli-sfe" / "seed-0" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)  # a few epochs into the second run
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (killed / "runs/gaussian/seed-0/metrics.json").exists()
+    assert not (killed / "runs/bernoulli-sfe/seed-0/metrics.json").exists(), "the kill came too late to test anything"
+    finished_before = (killed / "runs/gaussian/seed-0/metrics.json").stat().st_mtime_ns
+    epochs_done = torch.load(checkpoint, weights_only=True)["epoch"] + 1
+    assert 0 < epochs_done < 60
+
+    subprocess.run(_cli(killed, "--resume"), check=True, capture_output=True, env=env)
+    assert (killed / "runs/gaussian/seed-0/metrics.json").stat().st_mtime_ns == finished_before  # not trained again
+    for variant in ("gaussian", "bernoulli-sfe"):
+        a, b = metrics_of(tmp_path / "straight", variant), metrics_of(killed, variant)
+        for key in ("neg_elbo", "neg_elbo_kl", "is_nll", "nmi"):
+            assert a[key] == b[key], (variant, key)
+    resumed = metrics_of(killed, "bernoulli-sfe")
+    assert resumed["resumed_from_epoch"] == epochs_done
+    straight = pd.read_csv(tmp_path / "straight/runs/bernoulli-sfe/seed-0/history.csv")
+    again = pd.read_csv(killed / "runs/bernoulli-sfe/seed-0/history.csv")
+    pd.testing.assert_series_equal(straight["loss"], again["loss"])
+    pd.testing.assert_series_equal(straight["baseline"], again["baseline"])
+    assert json.loads((killed / "runs/bernoulli-sfe/seed-0/config.json").read_text())["variant"] == "bernoulli-sfe"
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    run_tiny(tmp_path, ["ae-gmm"], epochs=1, metrics=["elbo"])
+    state = torch.load(tmp_path / "runs/ae-gmm/seed-0/checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "objective", "rng", "generator", "history"} <= set(state)
+    model = torch.load(tmp_path / "runs/ae-gmm/seed-0/model.pt", weights_only=True)
+    assert "prior.means" in model  # the fitted GMM travels with the weights
