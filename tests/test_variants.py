@@ -1,0 +1,145 @@
+"""What defines each built-in variant, checked on short digits runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from helpers import metrics_of, run_tiny
+from vaebench.plugin_manager import load_plugins
+from vaebench.training import train
+from vaebench.variant import BuildContext, SharedSettings
+
+SETTINGS = SharedSettings(hidden=(32,), latent_dim=4)
+
+
+def build(name, data, epochs=2, **options):
+    variant = load_plugins().registry.get("variant", name)
+    ctx = BuildContext(SETTINGS, data.dim, data.n_classes, len(data.train), epochs, variant.resolve_options(options))
+    return variant.build(ctx)
+
+
+def fit(recipe, data, tmp_path, epochs=2):
+    return train(recipe, data, epochs=epochs, batch_size=128, lr=1e-3, optimizer="adam", seed=0, device=torch.device("cpu"), run_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def all_variants(tmp_path_factory):
+    """One tiny sweep of all eight variants, shared by the tests below."""
+    out = tmp_path_factory.mktemp("sweep")
+    names = ["gaussian", "bernoulli-sfe", "conditional", "gumbel-capacity", "mog-prior", "latent-opt", "ae-gmm", "kl-annealing"]
+    result = run_tiny(out, names, epochs=4)
+    assert result.failures == []
+    return out
+
+
+def test_every_row_has_finite_headline_numbers(all_variants):
+    board = pd.read_csv(all_variants / "leaderboard.csv").set_index("variant")
+    assert len(board) == 8
+    for column in ("neg_elbo", "is_nll", "nmi", "train_images_per_s"):
+        assert board[column].map(math.isfinite).all(), column
+    assert (board["is_nll"] <= board["neg_elbo"] + 0.5).all()
+
+
+def test_conditional_labels_change_the_images_and_both_nlls_are_reported(all_variants, digits, tmp_path):
+    m = metrics_of(all_variants, "conditional")
+    assert math.isfinite(m["is_nll"]) and math.isfinite(m["is_nll_given_y"])
+    # log p(x) = log sum_y p(y) p(x|y) >= log p(y_true) + log p(x|y_true)
+    assert m["is_nll"] <= m["is_nll_given_y"] - math.log(0.09)
+    grid = Image.open(all_variants / "runs/conditional/seed-0/samples_by_class.png")
+    rows = (grid.height - 2) // (8 * 4 + 2)  # 8x8 images enlarged 4x, 2px padding
+    assert rows == 10
+    recipe = build("conditional", digits)
+    fit(recipe, digits, tmp_path)
+    z = torch.randn(1, 4).expand(10, 4)
+    images = recipe.model.likelihood(z, torch.arange(10)).mean
+    assert (images[1:] - images[0]).abs().amax(dim=1).min() > 1e-3
+
+
+def test_gumbel_records_nmi_every_epoch_and_writes_category_grids(all_variants):
+    history = pd.read_csv(all_variants / "runs/gumbel-capacity/seed-0/history.csv")
+    assert len(history) == 4 and history["nmi"].between(0, 1).all()
+    # C_z rises linearly to 5 nats over the budget (44 steps); the history holds image-weighted epoch means
+    sizes = [128] * 10 + [1294 - 1280]
+
+    def epoch_mean(final, e):
+        return sum(final * (11 * e + s) / 44 * n for s, n in enumerate(sizes)) / 1294
+
+    assert list(history["capacity_z"]) == pytest.approx([epoch_mean(5.0, e) for e in range(4)], rel=1e-5)
+    assert list(history["capacity_c"]) == pytest.approx([epoch_mean(math.log(10), e) for e in range(4)], rel=1e-5)
+    assert (all_variants / "runs/gumbel-capacity/seed-0/samples_by_category.png").exists()
+    assert (all_variants / "runs/gumbel-capacity/seed-0/nmi_curve.png").exists()
+    assert metrics_of(all_variants, "gumbel-capacity")["nmi_method"] == "own discrete latent"
+
+
+def test_mog_prior_parameters_change_during_training(digits, tmp_path):
+    recipe = build("mog-prior", digits)
+    before = {k: v.clone() for k, v in recipe.model.prior.state_dict().items()}
+    assert set(before) == {"means", "logvars", "logits"} and before["means"].shape == (16, 4)
+    fit(recipe, digits, tmp_path)
+    after = recipe.model.prior.state_dict()
+    for key in before:
+        assert not torch.allclose(before[key], after[key]), key
+
+
+def test_latent_opt_has_no_encoder_and_a_table_at_ten_times_the_lr(digits, tmp_path):
+    recipe = build("latent-opt", digits)
+    model = recipe.model
+    assert not hasattr(model, "encoder") and not any("encoder" in n for n, _ in model.named_parameters())
+    assert model.latents.mu.shape == (len(digits.train), 4) and model.latents.logvar.shape == (len(digits.train), 4)
+    decoder_group, table_group = recipe.param_groups(1e-3)
+    assert decoder_group["lr"] == 1e-3 and table_group["lr"] == pytest.approx(1e-2)
+    assert {id(p) for p in table_group["params"]} == {id(model.latents.mu), id(model.latents.logvar)}
+    fit(recipe, digits, tmp_path)
+    model.eval()
+    decoder_before = [p.clone() for p in model.decoder.parameters()]
+    model.prepare_inference("test", digits.test.x, digits.test.y)
+    assert all(torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))  # decoder frozen
+    fitted = model.posterior(digits.test.x, index=torch.arange(len(digits.test)))
+    assert fitted.batch_shape == (len(digits.test),) and not torch.allclose(fitted.mean, torch.zeros_like(fitted.mean))
+
+
+def test_latent_opt_reports_the_amortisation_gap_against_gaussian(all_variants):
+    board = pd.read_csv(all_variants / "leaderboard.csv").set_index("variant")
+    gap = board.loc["latent-opt", "amortisation_gap_vs_gaussian"]
+    assert gap == pytest.approx(board.loc["gaussian", "neg_elbo"] - board.loc["latent-opt", "neg_elbo"])
+    assert "amortisation gap" in (all_variants / "leaderboard.md").read_text()
+
+
+def test_ae_gmm_has_no_kl_fits_a_gmm_and_samples_through_it(digits, tmp_path):
+    recipe = build("ae-gmm", digits)
+    history = fit(recipe, digits, tmp_path).history
+    assert "kl" not in history[0] and history[0]["loss"] == pytest.approx(history[0]["reconstruction"])
+    recipe.post_training(recipe.model, digits)
+    prior = recipe.model.prior
+    assert prior.weights.shape == (20,) and not torch.allclose(prior.weights, torch.full((20,), 0.05))
+    assert isinstance(prior.distribution().component_distribution, torch.distributions.MultivariateNormal)
+    samples = recipe.model.likelihood(prior.sample(16)).mean
+    assert samples.shape == (16, 64) and torch.isfinite(samples).all()
+
+
+def test_ae_gmm_likelihood_is_valid_and_its_proposal_documented(all_variants):
+    m = metrics_of(all_variants, "ae-gmm")
+    assert math.isfinite(m["is_nll"]) and m["is_nll"] <= m["neg_elbo"] + 0.5
+    assert m["is_proposal"].startswith("N(enc(x)")
+    assert m["gmm_components"] == 20 and m["nmi_method"] == "own discrete latent"
+
+
+def test_kl_annealing_logs_its_weight_and_is_evaluated_at_beta_one(all_variants, digits, tmp_path):
+    recipe = build("kl-annealing", digits, epochs=10, warmup_fraction=0.2, anneal_fraction=0.4)
+    history = fit(recipe, digits, tmp_path, epochs=10).history
+    assert [h["kl_weight"] for h in history] == pytest.approx([0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1, 1])
+    m = metrics_of(all_variants, "kl-annealing")
+    assert m["neg_elbo"] == pytest.approx(m["neg_elbo_reconstruction"] + m["neg_elbo_kl"])
+
+
+def test_bernoulli_sfe_samples_discrete_latents_and_checkpoints_its_baseline(all_variants):
+    state = torch.load(all_variants / "runs/bernoulli-sfe/seed-0/checkpoint.pt", weights_only=True)
+    assert state["objective"]["updates"].item() == 4 * 11  # 4 epochs of 11 batches
+    assert state["objective"]["baseline"].item() < 0  # running mean of log p(x|z)
+    history = pd.read_csv(all_variants / "runs/bernoulli-sfe/seed-0/history.csv")
+    assert history["baseline"].iloc[-1] > history["baseline"].iloc[0]  # reconstructions improve
