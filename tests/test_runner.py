@@ -178,3 +178,33 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     assert {"model", "optimizer", "objective", "rng", "generator", "history"} <= set(state)
     model = torch.load(tmp_path / "runs/ae-gmm/seed-0/model.pt", weights_only=True)
     assert "prior.means" in model  # the fitted GMM travels with the weights
+
+
+def test_early_stopping_on_validation_keeps_the_best_model(tmp_path, monkeypatch, digits):
+    import vaebench.training as training
+    from vaebench.plugin_manager import load_plugins as fresh
+    from vaebench.variant import BuildContext, SharedSettings
+
+    scores = iter([10.0, 9.0, 9.5, 9.6, 9.7, 9.8, 9.9])
+    snapshots = []
+
+    def fake_validation(model, data, batch_size=4096):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    monkeypatch.setattr(training, "validation_neg_elbo", fake_validation)
+    variant = fresh().registry.get("variant", "gaussian")
+    recipe = variant.build(BuildContext(SharedSettings(hidden=(16,), latent_dim=2), digits.dim, 10, len(digits.train), 7))
+    result = training.train(recipe, digits, epochs=7, batch_size=128, lr=1e-3, optimizer="adam", seed=0,
+                            device=torch.device("cpu"), run_dir=tmp_path, patience=2)
+    assert result.epochs_run == 4 and result.best_epoch == 1 and result.stopped_early
+    for key, value in recipe.model.state_dict().items():
+        torch.testing.assert_close(value, snapshots[1][key])  # the epoch-1 weights were restored
+
+
+def test_early_stopping_is_off_by_default_and_recorded_when_on(tmp_path):
+    run_tiny(tmp_path / "off", ["gaussian"], epochs=2, metrics=["throughput"])
+    run_tiny(tmp_path / "on", ["gaussian"], epochs=2, metrics=["throughput"], patience=5)
+    off = json.loads((tmp_path / "off/runs/gaussian/seed-0/config.json").read_text())
+    on = json.loads((tmp_path / "on/runs/gaussian/seed-0/config.json").read_text())
+    assert off["early_stopping_patience"] is None and on["early_stopping_patience"] == 5

@@ -110,14 +110,15 @@ def display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["variant", "status", "seeds", "-ELBO", "IS-NLL", "NMI", "train img/s", "params", "latent"]
     rows = []
     for _, r in board.iterrows():
+        one = r["seeds"] <= 1  # no spread to show for a single seed
         rows.append(
             [
                 str(r["variant"]),
                 str(r["status"]),
                 str(r["seeds"]),
-                _fmt(r["neg_elbo"], r["neg_elbo_std"]),
-                _fmt(r["is_nll"], r["is_nll_std"]),
-                _fmt(r["nmi"], r["nmi_std"], 3),
+                _fmt(r["neg_elbo"], None if one else r["neg_elbo_std"]),
+                _fmt(r["is_nll"], None if one else r["is_nll_std"]),
+                _fmt(r["nmi"], None if one else r["nmi_std"], 3),
                 _fmt(r["train_images_per_s"], None, 0),
                 "n/a" if pd.isna(r.get("n_parameters")) else f"{int(r['n_parameters']):,}",
                 str(r.get("latent") or ""),

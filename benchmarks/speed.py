@@ -1,0 +1,284 @@
+"""Speed benchmark: vaebench's training and IS-NLL against the pytorch/examples VAE loop.
+
+Measured in one process, on one machine:
+
+1. dense fp32 matmul FLOP/s (the machine's ceiling);
+2. a reference loop written the way pytorch/examples ``vae/main.py`` is written:
+   the same 784-400-20 model, ``DataLoader`` + ``ToTensor``, batch 128, ``.item()`` every step;
+3. a bare loop of vaebench's own model and objective, on-device data, no runner;
+4. the vaebench harness (runner, rich progress bar, logging) training the Gaussian VAE;
+5. IS-NLL images/s at K = 1000, and the time of K = 5000 over the 10,000 MNIST test images
+   (measured on a subset and scaled linearly, or in full with ``--full-is``).
+
+Every figure is the median over ``--repeats``. Writes ``benchmarks/RESULTS.md``.
+
+    python benchmarks/speed.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaebench.data import DatasetSpec, prepare, torchvision_loader
+from vaebench.distributions import StandardNormalPrior
+from vaebench.metrics.is_nll import importance_log_likelihood
+from vaebench.models import GaussianVAE
+from vaebench.objectives import ELBO, Batch
+from vaebench.reporting import RichReporter
+from vaebench.schedules import Progress
+from vaebench.training import sync, train
+from vaebench.variant import Recipe
+
+log = logging.getLogger("vaebench.bench")
+BATCH = 128
+
+
+# --- 2. the reference: pytorch/examples vae/main.py, as written there ------------------------------
+
+
+class ExampleVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def decode(self, z):
+        h3 = F.relu(self.fc3(z))
+        return torch.sigmoid(self.fc4(h3))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def example_loss(recon_x, x, mu, logvar):
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+def reference_loop(root: Path, device: torch.device, steps: int) -> float:
+    """Images/s of the pytorch/examples training loop over ``steps`` batches."""
+    from torchvision import datasets, transforms
+
+    loader = torch.utils.data.DataLoader(
+        datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor()),
+        batch_size=BATCH,
+        shuffle=True,
+        **({"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}),
+    )
+    model = ExampleVAE().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    train_loss, images = 0.0, 0
+    start = time.perf_counter()
+    for batch_idx, (data, _) in enumerate(loader):
+        if batch_idx == steps:
+            break
+        data = data.to(device)
+        optimizer.zero_grad()
+        recon_batch, mu, logvar = model(data)
+        loss = example_loss(recon_batch, data, mu, logvar)
+        loss.backward()
+        train_loss += loss.item()
+        optimizer.step()
+        images += len(data)
+    return images / (time.perf_counter() - start)
+
+
+# --- 3. vaebench's model and objective in a bare loop ------------------------------------------------
+
+
+def gaussian_recipe(x_dim: int) -> Recipe:
+    model = GaussianVAE(x_dim, (400,), 20, StandardNormalPrior(20))
+    return Recipe(model, ELBO(), latent="N(0,I) 20-d")
+
+
+def bare_loop(data, device: torch.device, steps: int) -> float:
+    recipe = gaussian_recipe(data.dim)
+    model, objective = recipe.model.to(device), recipe.objective
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    n = len(data.train)
+    per_epoch = (n + BATCH - 1) // BATCH
+    sync(device)
+    start = time.perf_counter()
+    done = 0
+    total = torch.zeros((), device=device)
+    while done < steps:
+        permutation = torch.randperm(n, device=device)
+        for step in range(min(per_epoch, steps - done)):
+            index = permutation[step * BATCH : (step + 1) * BATCH]
+            x, y = data.training_batch(index)
+            terms = objective(model, Batch(x, y, index), Progress(0, step, per_epoch, 1))
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            optimizer.step()
+            total += terms.loss.detach()
+            done += 1
+    total.item()
+    sync(device)
+    return done * BATCH / (time.perf_counter() - start)
+
+
+# --- 4. the harness ---------------------------------------------------------------------------------
+
+
+def harness(data, device: torch.device, epochs: int) -> tuple[float, float]:
+    """(training images/s as the harness reports it, images/s over whole epochs incl. validation and checkpoint)."""
+    recipe = gaussian_recipe(data.dim)
+    with tempfile.TemporaryDirectory() as tmp, RichReporter() as reporter:
+        start = time.perf_counter()
+        result = train(recipe, data, epochs=epochs, batch_size=BATCH, lr=1e-3, optimizer="adam", seed=0,
+                       device=device, run_dir=Path(tmp), run_name="harness", reporter=reporter)
+        wall = time.perf_counter() - start
+    return result.images_per_s, result.train_images / wall
+
+
+# --- 1. and 5. --------------------------------------------------------------------------------------
+
+
+def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def is_rate(data, device: torch.device, k: int, images: int) -> float:
+    """Images/s of IS-NLL with K samples on ``images`` test images (untrained model: cost does not depend on training)."""
+    model = gaussian_recipe(data.dim).model.to(device).eval()
+    x, y = data.test.x[:images], data.test.y[:images]
+    sync(device)
+    start = time.perf_counter()
+    importance_log_likelihood(model, x, y, None, samples=k)
+    sync(device)
+    return images / (time.perf_counter() - start)
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST/raw (else $VAEBENCH_DATA or the cache)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
+    parser.add_argument("--harness-epochs", type=int, default=1)
+    parser.add_argument("--is-images", type=int, default=200, help="test images for the IS measurements")
+    parser.add_argument("--full-is", action="store_true", help="time K = 5000 on all 10,000 test images")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = torch.device(args.device)
+
+    spec = DatasetSpec("mnist", "", torchvision_loader("MNIST"), val_fraction=1 / 12)
+    data = prepare(spec, args.data_dir, "dynamic", device)
+    root = Path(data.source.split(" ")[0]).parent.parent  # <root>/MNIST/raw, for torchvision's reference loader
+    log.info("MNIST from %s; %s", data.source, machine(device))
+
+    rows: dict[str, list[float]] = {k: [] for k in ("flops", "reference", "bare", "harness", "harness_wall", "is1000", "is5000")}
+    for r in range(args.repeats):
+        rows["flops"].append(matmul_flops(device))
+        rows["reference"].append(reference_loop(root, device, args.steps))
+        rows["bare"].append(bare_loop(data, device, args.steps))
+        h, w = harness(data, device, args.harness_epochs)
+        rows["harness"].append(h)
+        rows["harness_wall"].append(w)
+        rows["is1000"].append(is_rate(data, device, 1000, args.is_images))
+        log.info("repeat %d: %s", r + 1, {k: f"{v[-1]:.4g}" for k, v in rows.items() if v})
+    if args.full_is:
+        start = time.perf_counter()
+        model = gaussian_recipe(data.dim).model.to(device).eval()
+        importance_log_likelihood(model, data.test.x, data.test.y, None, samples=5000)
+        sync(device)
+        is5000_seconds, how = time.perf_counter() - start, "measured on all 10,000 test images"
+    else:
+        rate = statistics.median(is_rate(data, device, 5000, args.is_images) for _ in range(args.repeats))
+        is5000_seconds, how = 10000 / rate, f"{args.is_images} test images, scaled to 10,000"
+
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
+    speedup = med["bare"] / med["reference"]
+    harness_speedup = med["harness"] / med["reference"]
+    overhead = med["bare"] / med["harness"] - 1
+    train_flops_per_image = 3 * 2 * (784 * 400 + 400 * 40 + 20 * 400 + 400 * 784)  # forward + backward of the MLPs
+    utilisation = med["harness"] * train_flops_per_image / med["flops"]
+    target_speedup = 10.0 if device.type == "cuda" else 2.5
+    lines = [
+        "# Speed benchmark",
+        "",
+        f"Command: `python benchmarks/speed.py --data-dir ../shared/data --device {args.device} --repeats {args.repeats} --steps {args.steps}`",
+        "",
+        f"Machine: {machine(device)}.",
+        f"Model 784-400-20, batch {BATCH}, MNIST with dynamic binarisation. Medians over {args.repeats} repeats of {args.steps} training steps, in one process.",
+        "",
+        "| measurement | median |",
+        "|---|---|",
+        f"| dense fp32 matmul (2048²) | {med['flops'] / 1e9:.1f} GFLOP/s |",
+        f"| reference loop (pytorch/examples style: DataLoader + ToTensor, `.item()` per step) | {med['reference']:,.0f} images/s |",
+        f"| vaebench model, bare loop (on-device data, no runner) | {med['bare']:,.0f} images/s |",
+        f"| vaebench harness (runner, progress bar, logging): training images/s | {med['harness']:,.0f} images/s |",
+        f"| vaebench harness, whole epochs incl. validation and checkpoint | {med['harness_wall']:,.0f} images/s |",
+        f"| IS-NLL, K = 1000 | {med['is1000']:,.1f} images/s |",
+        f"| IS-NLL, K = 5000, 10,000 MNIST test images ({how}) | {is5000_seconds:,.0f} s |",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| training ≥ {target_speedup:g}× the reference loop | harness {harness_speedup:.2f}× (bare loop {speedup:.2f}×) | {'yes' if harness_speedup >= target_speedup else 'no'} |",
+        f"| harness overhead ≤ 5% over the bare loop | {overhead * 100:+.1f}% | {'yes' if overhead <= 0.05 else 'no'} |",
+    ]
+    if device.type == "cpu":
+        lines.append(f"| IS-NLL K = 5000 on 10,000 test images ≤ 180 s | {is5000_seconds:,.0f} s | {'yes' if is5000_seconds <= 180 else 'no'} |")
+    lines += [
+        "",
+        f"The harness's training reaches {utilisation * 100:.1f}% of the matmul rate: {train_flops_per_image / 1e6:.2f} MFLOP per training image (forward and backward of the MLPs), against the measured matmul FLOP/s.",
+        "",
+    ]
+    text = "\n".join(lines)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
