@@ -77,7 +77,7 @@ class LatentOptimisation(LatentVariableModel):
             previous, self._active = self._active, table
             try:
                 opt = torch.optim.Adam(table.parameters(), lr=self.inference_lr)
-                x = x.clone()
+                x = x.clone()  # x may be an inference tensor; autograd needs a normal one
                 for _ in range(self.inference_steps):
                     opt.zero_grad(set_to_none=True)
                     for start in range(0, len(x), batch):

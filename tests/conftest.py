@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -38,5 +37,3 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("VAEBENCH_DATA", raising=False)
     torch.manual_seed(0)
-    yield
-    os.environ.pop("VAEBENCH_TEST_DUMMY", None)

@@ -40,14 +40,14 @@ class EvalContext:
         The model's ``prepare_inference`` is called first, so a model without an
         encoder fits its posteriors for these examples.
         """
-        split = self.data.split(name)
-        positions = torch.arange(len(split), device=split.x.device)
-        if limit is not None and limit < len(split):
-            generator = torch.Generator().manual_seed(4321)
-            positions = torch.randperm(len(split), generator=generator)[:limit].sort().values.to(split.x.device)
-            split = Split(split.x[positions], split.y[positions])
-        self.model.prepare_inference(name, self.data.split(name).x, self.data.split(name).y)
-        return split, positions
+        whole = self.data.split(name)
+        self.model.prepare_inference(name, whole.x, whole.y)
+        positions = torch.arange(len(whole), device=whole.x.device)
+        if limit is None or limit >= len(whole):
+            return whole, positions
+        generator = torch.Generator().manual_seed(4321)
+        positions = torch.randperm(len(whole), generator=generator)[:limit].sort().values.to(whole.x.device)
+        return Split(whole.x[positions], whole.y[positions]), positions
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:

@@ -85,10 +85,16 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     board = pd.DataFrame(rows)
     by_variant = board.set_index("variant")
+    all_notes = []
     for i, row in board.iterrows():
+        notes = []
         for column, (other, metric) in (row["comparisons"] or {}).items():
             if other in by_variant.index:
-                board.loc[i, column] = by_variant.loc[other, metric] - row[metric]
+                value = by_variant.loc[other, metric] - row[metric]
+                board.loc[i, column] = value
+                notes.append(f"{column.replace('_', ' ')} = {metric}({other}) − {metric}({row['variant']}) = {value:.2f}")
+        all_notes.append("; ".join(notes) if notes else math.nan)
+    board["notes"] = pd.Series(all_notes, index=board.index, dtype=object)
     board = board.drop(columns=["comparisons"])
     order = ["variant", "dataset", "status", "seeds"]
     for column in HEADLINE:
@@ -147,13 +153,7 @@ def to_markdown(board: pd.DataFrame, title: str = "") -> str:
             for col in board.columns
             if col.endswith("_na") and isinstance(r[col], str)
         ]
-        if "amortisation_gap_vs_gaussian" in board:
-            notes += [
-                f"- {r['variant']}: amortisation gap vs gaussian (−ELBO gaussian − −ELBO {r['variant']}) = "
-                f"{r['amortisation_gap_vs_gaussian']:.2f} nats"
-                for _, r in board.iterrows()
-                if not pd.isna(r.get("amortisation_gap_vs_gaussian"))
-            ]
+        notes += [f"- {r['variant']}: {r['notes']}" for _, r in board.iterrows() if isinstance(r.get("notes"), str)]
         if notes:
             lines += ["", *notes]
     return "\n".join(lines) + "\n"

@@ -213,9 +213,7 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
         values, eval_seconds = evaluate(context, metrics)
         record.update(values)
         record.update(status="ok", reason=None, eval_seconds=eval_seconds)
-    except (TrainingFailure, Exception) as exc:  # one bad run never stops the sweep
-        if isinstance(exc, UsageError):
-            raise
+    except Exception as exc:  # one bad run never stops the sweep
         reason = str(exc) if isinstance(exc, TrainingFailure) else f"{type(exc).__name__}: {exc}"
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         record.update(status="failed", reason=reason, where=f"{where.filename}:{where.lineno}" if where else None)

@@ -221,7 +221,7 @@ def train(
         train_images=train_images,
         epochs_run=len(history),
         best_epoch=best_epoch,
-        stopped_early=stopped_early or (patience is not None and waited >= patience and len(history) < epochs),
+        stopped_early=stopped_early,
         resumed_from_epoch=resumed_from,
     )
 

@@ -6,8 +6,6 @@ Every prior has ``distribution()`` (a torch Distribution with batch shape ()),
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 from torch.distributions import (
@@ -120,5 +118,3 @@ class JointPrior(Prior):
     def distribution(self) -> Distribution:
         return Concatenated([self.normal.distribution(), OneHotCategorical(probs=self.probs)])
 
-
-LOG2 = math.log(2.0)
