@@ -39,7 +39,7 @@ from vaebench.objectives import ELBO, Batch
 from vaebench.reporting import RichReporter
 from vaebench.schedules import Progress
 from vaebench.training import sync, train
-from vaebench.variant import Recipe
+from vaebench.variant import Recipe, default_param_groups, make_optimizer
 
 log = logging.getLogger("vaebench.bench")
 BATCH = 128
@@ -122,7 +122,7 @@ def gaussian_recipe(x_dim: int) -> Recipe:
 def bare_loop(data, device: torch.device, steps: int) -> float:
     recipe = gaussian_recipe(data.dim)
     model, objective = recipe.model.to(device), recipe.objective
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer("adam", default_param_groups(model)(1e-3))
     n = len(data.train)
     per_epoch = (n + BATCH - 1) // BATCH
     sync(device)

@@ -42,6 +42,7 @@ def assert_one_line_error(code, err, *needles):
         (["run", "gaussian", "--batch-size", "-1"], ["--batch-size"]),
         (["run", "gaussian", "--batch-size", "100000", "--budget", "smoke"], ["larger than the training set"]),
         (["run", "gaussian", "--binarization", "fuzzy"], ["binarization", "dynamic"]),
+        (["run", "gaussian", "--binarization", "none"], ["Bernoulli likelihood", "--likelihood gaussian"]),
         (["run", "gaussian", "--device", "tpu"], ["unknown device 'tpu'"]),
         (["run"], ["no variant given", "--all"]),
         (["run", "gaussian", "--option", "gaussian.nope=1"], ["has no option 'nope'"]),

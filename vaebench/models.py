@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from vaebench.distributions import LIKELIHOODS
+from vaebench.distributions.validation import UNCHECKED
 from vaebench.distributions.priors import Prior
 
 
@@ -41,7 +42,7 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 def gaussian_from(params: Tensor) -> Distribution:
     """Split ``[..., 2D]`` into (mu, log sigma^2) and return N(mu, diag sigma^2)."""
     mu, logvar = params.chunk(2, dim=-1)
-    return Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    return Independent(Normal(mu, torch.exp(0.5 * logvar), **UNCHECKED), 1, **UNCHECKED)
 
 
 class LatentVariableModel(nn.Module):

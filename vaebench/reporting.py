@@ -18,6 +18,7 @@ class RichReporter:
             TextColumn("epochs  loss {task.fields[loss]}"),
             TimeElapsedColumn(),
             console=self.console,
+            refresh_per_second=2,  # bars move once per epoch; a faster redraw thread takes CPU from training
         )
         self.tasks: dict[str, int] = {}
 

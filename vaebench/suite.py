@@ -150,6 +150,8 @@ def make_suite(
         changes["likelihood"] = likelihood
     if optimizer is not None:
         changes["optimizer"] = optimizer
+    if binarization == "none" and changes.get("likelihood", settings.likelihood) == "bernoulli":
+        raise UsageError("binarization 'none' keeps grey pixels, which a Bernoulli likelihood cannot score; use --likelihood gaussian or --binarization dynamic")
     if patience is not None:
         patience = _positive_int("--patience", patience)
     return Suite(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from torch import Tensor
 
 from vaebench.atomic import load_torch, save_torch
 from vaebench.data import ImageData
@@ -148,8 +149,7 @@ def train(
         sync(device)
         t0 = time.perf_counter()
         permutation = torch.randperm(n, device=device, generator=generator)
-        sums = None
-        first_bad = None
+        rows: Tensor | None = None  # [step, term]: each step's logged batch means, on the device
         names: list[str] = []
         for step in range(steps_per_epoch):
             index = permutation[step * batch_size : (step + 1) * batch_size]
@@ -162,21 +162,22 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             opt.step()
             logged = {"loss": terms.loss.detach(), **terms.logs}
-            values = torch.stack([v.to(device=device, dtype=torch.float32) for v in logged.values()]) * len(index)
-            if sums is None:
+            if rows is None:
                 names = list(logged)
-                sums = torch.zeros_like(values)
-                first_bad = torch.full_like(values, -1.0)
-            sums += values
-            first_bad = torch.where(torch.isfinite(values) | (first_bad >= 0), first_bad, float(step))
-        totals = sums.tolist()  # the epoch's one host synchronisation
+                rows = torch.empty(steps_per_epoch, len(names), device=device)
+            torch.stack([v.to(device=device, dtype=torch.float32) for v in logged.values()], out=rows[step])
+        table = rows.to("cpu", torch.float64)  # the epoch's one host synchronisation
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         train_images += n
-        bad = [(name, int(s)) for name, s in zip(names, first_bad.tolist()) if s >= 0]
-        if bad:
-            term, step = min(bad, key=lambda item: item[1])
+        finite = torch.isfinite(table)
+        if not finite.all():
+            step = int((~finite).any(dim=1).nonzero()[0])
+            term = names[int((~finite[step]).nonzero()[0])]
             raise TrainingFailure(f"non-finite {term} at epoch {epoch}, step {step}")
+        batch_sizes = torch.full((steps_per_epoch, 1), float(batch_size), dtype=torch.float64)
+        batch_sizes[-1] = n - batch_size * (steps_per_epoch - 1)
+        totals = (table * batch_sizes).sum(dim=0).tolist()
         record = {"epoch": epoch, **{name: total / n for name, total in zip(names, totals)}}
         record["train_seconds"] = seconds
         record["train_images_per_s"] = n / seconds if seconds > 0 else float("nan")

@@ -20,6 +20,7 @@ from torch.distributions import (
 )
 
 from vaebench.distributions.product import Concatenated
+from vaebench.distributions.validation import UNCHECKED
 
 
 class Prior(nn.Module):
@@ -44,7 +45,7 @@ class StandardNormalPrior(Prior):
         self.register_buffer("scale", torch.ones(dim))
 
     def distribution(self) -> Distribution:
-        return Independent(Normal(self.loc, self.scale), 1)
+        return Independent(Normal(self.loc, self.scale, **UNCHECKED), 1, **UNCHECKED)
 
 
 class BernoulliPrior(Prior):
@@ -55,7 +56,7 @@ class BernoulliPrior(Prior):
         self.register_buffer("probs", torch.full((dim,), 0.5))
 
     def distribution(self) -> Distribution:
-        return Independent(Bernoulli(probs=self.probs), 1)
+        return Independent(Bernoulli(probs=self.probs, **UNCHECKED), 1, **UNCHECKED)
 
 
 class MixturePrior(Prior):
