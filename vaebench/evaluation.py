@@ -31,8 +31,12 @@ class EvalContext:
     seed: int
     training: Any = None  # TrainingResult
     n_parameters: int = 0
-    eval_batch_rows: int = 65536  # images x samples per chunk, bounds memory
+    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: chosen for the device
     values: dict = field(default_factory=dict)  # what earlier metrics computed
+
+    def __post_init__(self):
+        if self.eval_batch_rows is None:
+            self.eval_batch_rows = eval_rows(self.device)
 
     def split(self, name: str, limit: int | None = None) -> tuple[Split, Tensor]:
         """A split (or its first ``limit`` examples in a fixed random order) and the positions used.
@@ -48,6 +52,15 @@ class EvalContext:
         generator = torch.Generator().manual_seed(4321)
         positions = torch.randperm(len(whole), generator=generator)[:limit].sort().values.to(whole.x.device)
         return Split(whole.x[positions], whole.y[positions]), positions
+
+
+def eval_rows(device: torch.device) -> int:
+    """Decoded images per importance-sampling chunk.
+
+    On a CPU, 2,048 rows of 784 logits (6 MB) stay in cache while they are
+    reduced: twice the speed of 65,536-row chunks. A GPU wants big launches.
+    """
+    return 65536 if device.type == "cuda" else 2048
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
@@ -11,9 +12,26 @@ from vaebench.distributions.validation import UNCHECKED
 GAUSSIAN_SCALE = 0.4  # sigma_p of the latent-optimisation lab (reference 002)
 
 
+class IndependentBernoulli(Independent):
+    """``Independent(Bernoulli(logits=l), 1)`` whose ``log_prob`` reads the logits in two passes.
+
+    log p(x) = sum_d x_d l_d - softplus(l_d), the value Bernoulli's per-pixel
+    binary cross-entropy gives (a test checks the two agree), without its
+    broadcast copies: half the time in the importance-sampling loop, where a
+    chunk holds thousands of decoded images. Everything else is torch's.
+    """
+
+    def __init__(self, logits: Tensor):
+        super().__init__(Bernoulli(logits=logits, **UNCHECKED), 1, **UNCHECKED)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        logits = self.base_dist.logits
+        return (logits * value).sum(-1) - F.softplus(logits).sum(-1)
+
+
 def bernoulli_likelihood(logits: Tensor) -> Distribution:
     """Independent Bernoulli pixels parameterised by logits; ``mean`` is the probability image."""
-    return Independent(Bernoulli(logits=logits, **UNCHECKED), 1, **UNCHECKED)
+    return IndependentBernoulli(logits)
 
 
 def gaussian_likelihood(logits: Tensor) -> Distribution:

@@ -24,7 +24,7 @@ TRAIN_SUBSET = 1000  # train-vs-test comparison uses this many fixed training ex
 
 @torch.inference_mode()
 def importance_log_likelihood(
-    model, x: Tensor, y: Tensor | None, index: Tensor | None, samples: int, max_rows: int = 65536
+    model, x: Tensor, y: Tensor | None, index: Tensor | None, samples: int, max_rows: int = 2048
 ) -> Tensor:
     """log p(x) per example, estimated with ``samples`` importance samples from q(z|x)."""
     n = x.shape[0]
