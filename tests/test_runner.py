@@ -23,6 +23,7 @@ from vaebench.models import GaussianVAE
 from vaebench.objectives import ELBO, Terms
 from vaebench.plugin_manager import load_plugins
 from vaebench.results import rebuild
+from vaebench.training import EpochLog
 from vaebench.variant import Recipe, Variant
 
 
@@ -120,6 +121,18 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert board.loc["gaussian", "status"] == "ok" and math.isfinite(board.loc["gaussian", "is_nll"])
     assert board.loc["exploding", "status"] == "failed 1/1"
     assert "epoch 1, step 3" in board.loc["exploding", "failure"]
+
+
+def test_epoch_log_keeps_host_values_on_the_host_and_finds_the_first_bad_step():
+    log = EpochLog(steps=3, device=torch.device("cpu"))
+    for step in range(3):
+        weight = float("nan") if step == 2 else 0.5 * step  # a schedule's weight: a Python float
+        log.add(step, {"loss": torch.tensor(10.0 + step), "kl_weight": weight, "kl": torch.tensor(1.0 * step)})
+    assert log.on_device == ["loss", "kl"]  # the float never goes to the device
+    names, table = log.read()
+    assert names == ["loss", "kl_weight", "kl"] and table.dtype == torch.float64
+    assert table[:2].tolist() == [[10.0, 0.0, 0.0], [11.0, 0.5, 1.0]]
+    assert math.isnan(table[2, 1]) and table[2, 2] == 2.0
 
 
 def test_cli_exits_1_after_failures(tmp_path, monkeypatch, capsys):

@@ -2,7 +2,8 @@
 
 An objective is called as ``objective(model, batch, progress) -> Terms``.
 ``Terms.loss`` is what the optimizer minimises; ``Terms.logs`` are per-image
-batch means, kept on the device (no host synchronisation per step). Only
+batch means: tensors kept on the device (no host synchronisation per step), or
+Python floats for values the host already knows, such as a schedule's weight. Only
 :func:`elbo_parts` (with weight 1, no capacity) is called an ELBO; weighted or
 capacity-controlled losses are logged as ``loss`` beside the true ``elbo``.
 """
@@ -31,7 +32,7 @@ class Batch:
 @dataclass
 class Terms:
     loss: Tensor
-    logs: dict[str, Tensor] = field(default_factory=dict)
+    logs: dict[str, Tensor | float] = field(default_factory=dict)
 
 
 def kl_to_prior(q: Distribution, prior: Distribution, z: Tensor) -> Tensor:
@@ -70,7 +71,7 @@ def _logs(parts: ElboParts, **extra: Tensor | float) -> dict[str, Tensor]:
         "elbo": parts.elbo.detach().mean(),
     }
     for key, value in extra.items():
-        logs[key] = value.detach() if isinstance(value, Tensor) else torch.tensor(float(value))
+        logs[key] = value.detach() if isinstance(value, Tensor) else float(value)
     return logs
 
 
@@ -139,6 +140,11 @@ class CapacityELBO(Objective):
     def __init__(self, gamma: float, c_z: Callable[[Progress], float], c_c: Callable[[Progress], float], temperature: float, capacity: bool = True):
         self.gamma, self.c_z, self.c_c = gamma, c_z, c_c
         self.temperature, self.capacity = temperature, capacity
+        self._temperature = torch.tensor(float(temperature))  # moved once by .to(), not per step
+
+    def to(self, device):
+        self._temperature = self._temperature.to(device)
+        return self
 
     def terms(self, model, batch, progress):
         """The loss's parts, returned separately so that tests can check them one by one."""
@@ -146,7 +152,7 @@ class CapacityELBO(Objective):
         q_z, q_c = q.parts
         p_z, p_c = (p.expand(q.batch_shape) for p in model.prior.distribution().parts)
         z = q_z.rsample()
-        c = RelaxedOneHotCategorical(torch.tensor(self.temperature, device=z.device), logits=q_c.logits).rsample()
+        c = RelaxedOneHotCategorical(self._temperature.to(z.device), logits=q_c.logits).rsample()
         log_likelihood = model.likelihood(torch.cat([z, c], dim=-1), batch.y).log_prob(batch.x)
         return log_likelihood, kl_divergence(q_z, p_z), kl_divergence(q_c, p_c)
 
@@ -165,8 +171,8 @@ class CapacityELBO(Objective):
             "kl_z": kl_z_mean.detach(),
             "kl_c": kl_c_mean.detach(),
             "elbo": -(recon + kl_z_mean + kl_c_mean).detach(),
-            "capacity_z": torch.tensor(c_z),
-            "capacity_c": torch.tensor(c_c),
+            "capacity_z": float(c_z),
+            "capacity_c": float(c_c),
             "loss": loss.detach(),
         }
         return Terms(loss, logs)

@@ -76,6 +76,40 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+class EpochLog:
+    """Each step's logged batch means, read once at the end of the epoch.
+
+    Tensors on the training device go into a [step, term] buffer there (one
+    stack per step, no host synchronisation); host values (Python floats such as
+    a schedule's weight, or CPU tensors) stay on the host, since copying them to
+    a GPU every step would synchronise its stream.
+    """
+
+    def __init__(self, steps: int, device: torch.device):
+        self.steps, self.device = steps, device
+        self.names: list[str] | None = None
+        self.on_device: list[str] = []
+        self.rows: Tensor | None = None
+        self.host: list[list[float]] = []
+
+    def add(self, step: int, logged: dict) -> None:
+        if self.names is None:
+            self.names = list(logged)
+            self.on_device = [k for k, v in logged.items() if isinstance(v, Tensor) and v.device == self.device]
+            self.rows = torch.empty(self.steps, len(self.on_device), device=self.device)
+        if self.on_device:
+            torch.stack([logged[k].to(torch.float32) for k in self.on_device], out=self.rows[step])
+        self.host.append([float(v) for k, v in logged.items() if k not in self.on_device])
+
+    def read(self) -> tuple[list[str], Tensor]:
+        """(names, [step, term] float64 table on the CPU)."""
+        device_part = self.rows.to("cpu", torch.float64)
+        host_part = torch.tensor(self.host, dtype=torch.float64).reshape(self.steps, -1)
+        order = self.on_device + [k for k in self.names if k not in self.on_device]
+        table = torch.cat([device_part, host_part], dim=1)
+        return self.names, table[:, [order.index(k) for k in self.names]]
+
+
 @torch.inference_mode()
 def validation_neg_elbo(model, data: ImageData, batch_size: int = 4096) -> float:
     """The true (beta = 1) single-sample -ELBO on the validation split, nats per image."""
@@ -149,8 +183,7 @@ def train(
         sync(device)
         t0 = time.perf_counter()
         permutation = torch.randperm(n, device=device, generator=generator)
-        rows: Tensor | None = None  # [step, term]: each step's logged batch means, on the device
-        names: list[str] = []
+        log = EpochLog(steps_per_epoch, device)
         for step in range(steps_per_epoch):
             index = permutation[step * batch_size : (step + 1) * batch_size]
             x, y = data.training_batch(index)
@@ -161,12 +194,8 @@ def train(
             if recipe.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             opt.step()
-            logged = {"loss": terms.loss.detach(), **terms.logs}
-            if rows is None:
-                names = list(logged)
-                rows = torch.empty(steps_per_epoch, len(names), device=device)
-            torch.stack([v.to(device=device, dtype=torch.float32) for v in logged.values()], out=rows[step])
-        table = rows.to("cpu", torch.float64)  # the epoch's one host synchronisation
+            log.add(step, {"loss": terms.loss.detach(), **terms.logs})
+        names, table = log.read()  # the epoch's one host synchronisation
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         train_images += n
