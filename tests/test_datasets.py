@@ -8,7 +8,7 @@ import urllib.error
 import pytest
 import torch
 
-from vaebench.data import DatasetSpec, load_digits, prepare, torchvision_loader
+from vaebench.data import DatasetSpec, load_digits, prepare, sample_pixels, torchvision_loader
 from vaebench.errors import UsageError
 
 CPU = torch.device("cpu")
@@ -103,3 +103,13 @@ def test_corrupt_idx_files_are_a_usage_error(shared_data, tmp_path, damage):
         target.write_bytes(b"\x00\x01\x02\x03" * 10)
     with pytest.raises(UsageError, match="corrupt or truncated"):
         torchvision_loader("MNIST")(tmp_path)
+
+
+def test_dynamic_binarisation_draws_what_torch_bernoulli_draws():
+    """u < p is Bernoulli(p): on the CPU, the very draws of torch.bernoulli from the same state."""
+    p = torch.rand(64, 784)
+    torch.manual_seed(3)
+    expected = torch.bernoulli(p)
+    torch.manual_seed(3)
+    assert torch.equal(sample_pixels(p), expected)
+    assert sample_pixels(torch.tensor([0.0, 1.0])).tolist() == [0.0, 1.0]  # the extremes are never flipped
