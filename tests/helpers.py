@@ -15,7 +15,8 @@ TINY = dict(dataset="digits", hidden=[32], latent_dim=4, is_samples=20, device="
 def run_tiny(out: Path, variants, epochs=3, plugins=None, **overrides):
     settings = {**TINY, "epochs": epochs, **overrides}
     resume = settings.pop("resume", False)
-    return run_suite(make_suite(list(variants), **settings), plugins or load_plugins(), Path(out), resume=resume)
+    reporter = settings.pop("reporter", None)
+    return run_suite(make_suite(list(variants), **settings), plugins or load_plugins(), Path(out), resume=resume, reporter=reporter)
 
 
 def metrics_of(out: Path, variant: str, seed: int = 0) -> dict:

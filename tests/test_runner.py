@@ -72,6 +72,37 @@ def test_leaderboard_rebuilds_from_run_folders_alone(tmp_path, capsys):
         assert "kl-annealing" in capsys.readouterr().out
 
 
+class RecordingReporter:
+    def __init__(self):
+        self.events = []
+
+    def start(self, run, epochs):
+        self.events.append(("start", run, epochs))
+
+    def epoch(self, run, record):
+        self.events.append(("epoch", run, record["epoch"]))
+
+    def stage(self, run, text):
+        self.events.append(("stage", run, text))
+
+    def finish(self, run, status):
+        self.events.append(("finish", run, status))
+
+
+def test_progress_shows_each_metric_after_training(tmp_path):
+    reporter = RecordingReporter()
+    run_tiny(tmp_path, ["gaussian"], epochs=2, metrics=["elbo", "is_nll"], reporter=reporter)
+    run = "gaussian seed 0"
+    assert reporter.events == [
+        ("start", run, 2),
+        ("epoch", run, 0),
+        ("epoch", run, 1),
+        ("stage", run, "evaluating elbo"),
+        ("stage", run, "evaluating is_nll"),
+        ("finish", run, "ok"),
+    ]
+
+
 def test_metric_selection_skips_the_expensive_metrics(tmp_path):
     run_tiny(tmp_path, ["gaussian"], epochs=1, metrics=["throughput"])
     m = metrics_of(tmp_path, "gaussian")
@@ -221,3 +252,22 @@ def test_early_stopping_is_off_by_default_and_recorded_when_on(tmp_path):
     off = json.loads((tmp_path / "off/runs/gaussian/seed-0/config.json").read_text())
     on = json.loads((tmp_path / "on/runs/gaussian/seed-0/config.json").read_text())
     assert off["early_stopping_patience"] is None and on["early_stopping_patience"] == 5
+
+
+def test_rich_progress_prints_each_runs_status():
+    """rich reads a bare "[ok]" as markup and prints nothing; the status must still show."""
+    import io
+
+    from rich.console import Console
+
+    from vaebench.reporting import RichReporter
+
+    console = Console(file=io.StringIO(), width=140)
+    with RichReporter(console) as reporter:
+        for run, status in (("gaussian seed 0", "ok"), ("exploding seed 0", "failed")):
+            reporter.start(run, 2)
+            reporter.epoch(run, {"epoch": 1, "loss": 1.5})
+            reporter.stage(run, "evaluating is_nll")
+            reporter.finish(run, status)
+    text = console.file.getvalue()
+    assert "gaussian seed 0 [ok]" in text and "exploding seed 0 [failed]" in text

@@ -78,11 +78,16 @@ def posterior_means(ctx: EvalContext, split: Split, positions: Tensor, batch: in
     return torch.cat(means)
 
 
-def evaluate(ctx: EvalContext, metrics: list) -> tuple[dict, float]:
-    """Run ``metrics`` in order; return their merged values and the seconds they took."""
+def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> tuple[dict, float]:
+    """Run ``metrics`` in order; return their merged values and the seconds they took.
+
+    ``on_metric(name)`` is called as each metric starts (the progress display shows it).
+    """
     ctx.model.eval()
     start = time.perf_counter()
     for metric in metrics:
+        if on_metric is not None:
+            on_metric(metric.name)
         with torch.inference_mode(False):
             ctx.values.update(metric(ctx))
     if ctx.device.type == "cuda":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
@@ -17,6 +18,7 @@ class RichReporter:
             MofNCompleteColumn(),
             TextColumn("epochs  loss {task.fields[loss]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[stage]}"),
             console=self.console,
             refresh_per_second=2,  # bars move once per epoch; a faster redraw thread takes CPU from training
         )
@@ -30,12 +32,17 @@ class RichReporter:
         self.progress.stop()
 
     def start(self, run: str, epochs: int) -> None:
-        self.tasks[run] = self.progress.add_task(run, total=epochs, loss="-")
+        self.tasks[run] = self.progress.add_task(escape(run), total=epochs, loss="-", stage="training")
 
     def epoch(self, run: str, record: dict) -> None:
         self.progress.update(self.tasks[run], completed=record["epoch"] + 1, loss=f"{record.get('loss', float('nan')):.3f}")
 
+    def stage(self, run: str, text: str) -> None:
+        """What the run is doing after training, e.g. the metric being computed."""
+        self.progress.update(self.tasks[run], stage=escape(text))
+
     def finish(self, run: str, status: str) -> None:
         task = self.tasks.get(run)
         if task is not None:
-            self.progress.update(task, description=f"{run} [{status}]")
+            # escaped: rich would read a bare "[ok]" as a markup tag and print nothing
+            self.progress.update(task, description=escape(f"{run} [{status}]"), stage="")

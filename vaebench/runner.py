@@ -210,7 +210,7 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
             training=training,
             n_parameters=record["n_parameters"],
         )
-        values, eval_seconds = evaluate(context, metrics)
+        values, eval_seconds = evaluate(context, metrics, lambda name: reporter.stage(run_name, f"evaluating {name}"))
         record.update(values)
         record.update(status="ok", reason=None, eval_seconds=eval_seconds)
     except Exception as exc:  # one bad run never stops the sweep

@@ -33,6 +33,7 @@ CHECKPOINT = "checkpoint.pt"
 class Reporter(Protocol):
     def start(self, run: str, epochs: int) -> None: ...
     def epoch(self, run: str, record: dict) -> None: ...
+    def stage(self, run: str, text: str) -> None: ...
     def finish(self, run: str, status: str) -> None: ...
 
 
@@ -41,6 +42,9 @@ class SilentReporter:
         pass
 
     def epoch(self, run, record):
+        pass
+
+    def stage(self, run, text):
         pass
 
     def finish(self, run, status):
