@@ -23,6 +23,7 @@ from vaebench.models import GaussianVAE
 from vaebench.objectives import ELBO, Terms
 from vaebench.plugin_manager import load_plugins
 from vaebench.results import rebuild
+from vaebench.errors import TrainingFailure
 from vaebench.training import EpochLog
 from vaebench.variant import Recipe, Variant
 
@@ -164,6 +165,8 @@ def test_epoch_log_keeps_host_values_on_the_host_and_finds_the_first_bad_step():
     assert names == ["loss", "kl_weight", "kl"] and table.dtype == torch.float64
     assert table[:2].tolist() == [[10.0, 0.0, 0.0], [11.0, 0.5, 1.0]]
     assert math.isnan(table[2, 1]) and table[2, 2] == 2.0
+    with pytest.raises(TrainingFailure, match="log the same terms every step"):
+        log.add(1, {"loss": torch.tensor(1.0)})
 
 
 def test_cli_exits_1_after_failures(tmp_path, monkeypatch, capsys):

@@ -97,6 +97,11 @@ class EpochLog:
         self.host: list[list[float]] = []
 
     def add(self, step: int, logged: dict) -> None:
+        if self.names is not None and list(logged) != self.names:
+            raise TrainingFailure(
+                f"the objective logged {', '.join(logged)} at step {step} but {', '.join(self.names)} at step 0; "
+                "log the same terms every step"
+            )
         if self.names is None:
             self.names = list(logged)
             self.on_device = [k for k, v in logged.items() if isinstance(v, Tensor) and v.device == self.device]
