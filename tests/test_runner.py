@@ -90,6 +90,14 @@ class RecordingReporter:
         self.events.append(("finish", run, status))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_epoch_log_keeps_cuda_tensors_on_the_device():
+    log = EpochLog(steps=1, device=torch.device("cuda"))  # tensors say cuda:0
+    log.add(0, {"loss": torch.tensor(1.0, device="cuda"), "kl_weight": 0.5})
+    assert log.on_device == ["loss"]
+    assert log.read()[1].tolist() == [[1.0, 0.5]]
+
+
 def test_progress_shows_each_metric_after_training(tmp_path):
     reporter = RecordingReporter()
     run_tiny(tmp_path, ["gaussian"], epochs=2, metrics=["elbo", "is_nll"], reporter=reporter)

@@ -104,7 +104,8 @@ class EpochLog:
             )
         if self.names is None:
             self.names = list(logged)
-            self.on_device = [k for k, v in logged.items() if isinstance(v, Tensor) and v.device == self.device]
+            # by device type: tensors report cuda:0 where the run's device may read plain cuda
+            self.on_device = [k for k, v in logged.items() if isinstance(v, Tensor) and v.device.type == self.device.type]
             self.rows = torch.empty(self.steps, len(self.on_device), device=self.device)
         if self.on_device:
             torch.stack([logged[k].to(torch.float32) for k in self.on_device], out=self.rows[step])
