@@ -31,12 +31,8 @@ class EvalContext:
     seed: int
     training: Any = None  # TrainingResult
     n_parameters: int = 0
-    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: chosen for the device
+    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: eval_rows(device)
     values: dict = field(default_factory=dict)  # what earlier metrics computed
-
-    def __post_init__(self):
-        if self.eval_batch_rows is None:
-            self.eval_batch_rows = eval_rows(self.device)
 
     def split(self, name: str, limit: int | None = None) -> tuple[Split, Tensor]:
         """A split (or its first ``limit`` examples in a fixed random order) and the positions used.

@@ -17,16 +17,20 @@ import torch
 from torch import Tensor
 
 from vaebench.atomic import write_atomic
-from vaebench.evaluation import EvalContext, chunks
+from vaebench.evaluation import EvalContext, chunks, eval_rows
 
 TRAIN_SUBSET = 1000  # train-vs-test comparison uses this many fixed training examples
 
 
 @torch.inference_mode()
 def importance_log_likelihood(
-    model, x: Tensor, y: Tensor | None, index: Tensor | None, samples: int, max_rows: int = 2048
+    model, x: Tensor, y: Tensor | None, index: Tensor | None, samples: int, max_rows: int | None = None
 ) -> Tensor:
-    """log p(x) per example, estimated with ``samples`` importance samples from q(z|x)."""
+    """log p(x) per example, estimated with ``samples`` importance samples from q(z|x).
+
+    At most ``max_rows`` decoded images per chunk; ``None`` picks the size for ``x``'s device.
+    """
+    max_rows = max_rows or eval_rows(x.device)
     n = x.shape[0]
     image_chunk = max(1, min(n, max_rows // min(samples, max_rows)))
     sample_chunk = max(1, min(samples, max_rows // image_chunk))
