@@ -54,7 +54,7 @@ def eval_rows(device: torch.device) -> int:
     """Decoded images per importance-sampling chunk.
 
     On a CPU, 2,048 rows of 784 logits (6 MB) stay in cache while they are
-    reduced: twice the speed of 65,536-row chunks. A GPU wants big launches.
+    reduced (benchmarks/IS_TRIALS.md times both sizes). A GPU wants big launches.
     """
     return 65536 if device.type == "cuda" else 2048
 

@@ -130,7 +130,7 @@ def default_param_groups(model: nn.Module) -> Callable[[float], list[dict]]:
 
 def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
     # fused: one kernel updates every parameter (CPU and CUDA); the per-parameter
-    # loop costs about a fifth of a small model's training step on the CPU.
+    # loop is a large share of a small model's training step on the CPU.
     if name == "adam":
         return torch.optim.Adam(groups, fused=True)
     if name == "adamax":

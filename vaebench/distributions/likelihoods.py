@@ -17,7 +17,7 @@ class IndependentBernoulli(Independent):
 
     log p(x) = sum_d x_d l_d - softplus(l_d), the value Bernoulli's per-pixel
     binary cross-entropy gives (a test checks the two agree), without its
-    broadcast copies: half the time in the importance-sampling loop, where a
+    broadcast copies, which matters in the importance-sampling loop, where a
     chunk holds thousands of decoded images. Everything else is torch's.
     """
 
