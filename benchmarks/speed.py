@@ -2,13 +2,15 @@
 
 Measured in one process, on one machine:
 
-1. dense fp32 matmul FLOP/s (the machine's ceiling);
+1. dense fp32 matmul FLOP/s (the machine's ceiling), and bf16 for comparison;
 2. a reference loop written the way pytorch/examples ``vae/main.py`` is written:
    the same 784-400-20 model, ``DataLoader`` + ``ToTensor``, batch 128, ``.item()`` every step;
 3. a bare loop of vaebench's own model and objective, on-device data, no runner;
 4. the vaebench harness (runner, rich progress bar, logging) training the Gaussian VAE;
 5. IS-NLL images/s at K = 1000, and the time of K = 5000 over the 10,000 MNIST test images
-   (measured on a subset and scaled linearly, or in full with ``--full-is``).
+   (measured on a subset and scaled linearly, or in full with ``--full-is``), each with the
+   decoder in float32 (the default) and in bfloat16 (``--is-precision bfloat16``).
+   ``benchmarks/is_trials.py`` measures what bfloat16 costs in accuracy.
 
 Every figure is the median over ``--repeats``. Writes ``benchmarks/RESULTS.md``.
 
@@ -168,8 +170,8 @@ def harness(data, device: torch.device, epochs: int) -> tuple[float, float]:
 # --- 1. and 5. --------------------------------------------------------------------------------------
 
 
-def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     sync(device)
     start = time.perf_counter()
@@ -179,15 +181,16 @@ def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 10) -> floa
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def is_rate(data, device: torch.device, k: int, images: int) -> float:
-    """Images/s of IS-NLL with K samples on ``images`` test images (untrained model: cost does not depend on training)."""
+def is_seconds(data, device: torch.device, k: int, images: int, dtype: torch.dtype) -> float:
+    """Seconds of IS-NLL with K samples on the first ``images`` test images, the decoder in ``dtype``
+    (untrained model: the cost does not depend on the weights' values)."""
     model = gaussian_recipe(data.dim).model.to(device).eval()
     x, y = data.test.x[:images], data.test.y[:images]
     sync(device)
     start = time.perf_counter()
-    importance_log_likelihood(model, x, y, None, samples=k)
+    importance_log_likelihood(model, x, y, None, samples=k, decode_dtype=dtype)
     sync(device)
-    return images / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def machine(device: torch.device) -> str:
@@ -223,9 +226,11 @@ def main(argv=None) -> int:
     root = Path(data.source.split(" ")[0]).parent.parent  # <root>/MNIST/raw, for torchvision's reference loader
     log.info("MNIST from %s; %s", data.source, machine(device))
 
-    rows: dict[str, list[float]] = {k: [] for k in ("flops", "reference", "bare", "harness", "harness_wall", "is1000")}
+    keys = ("flops", "flops_bf16", "reference", "bare", "harness", "harness_wall", "is1000", "is1000_bf16")
+    rows: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(args.repeats):
         rows["flops"].append(matmul_flops(device))
+        rows["flops_bf16"].append(matmul_flops(device, torch.bfloat16))
         # the reference runs before and after vaebench's loops (half the steps each), so a drift of
         # the machine's speed within the round falls on both sides of the ratio alike
         before = reference_loop(root, device, args.steps // 2)
@@ -235,17 +240,18 @@ def main(argv=None) -> int:
         rows["harness_wall"].append(w)
         after = reference_loop(root, device, args.steps - args.steps // 2)
         rows["reference"].append(2 / (1 / before + 1 / after))
-        rows["is1000"].append(is_rate(data, device, 1000, args.is_images))
+        for key, dtype in (("is1000", torch.float32), ("is1000_bf16", torch.bfloat16)):
+            rows[key].append(args.is_images / is_seconds(data, device, 1000, args.is_images, dtype))
         log.info("repeat %d: %s", r + 1, {k: f"{v[-1]:.4g}" for k, v in rows.items() if v})
-    if args.full_is:
-        start = time.perf_counter()
-        model = gaussian_recipe(data.dim).model.to(device).eval()
-        importance_log_likelihood(model, data.test.x, data.test.y, None, samples=5000)
-        sync(device)
-        is5000_seconds, how = time.perf_counter() - start, "measured on all 10,000 test images"
-    else:
-        rate = statistics.median(is_rate(data, device, 5000, args.is_images) for _ in range(args.repeats))
-        is5000_seconds, how = 10000 / rate, f"{args.is_images} test images, scaled to 10,000"
+    is5000 = {}  # seconds for K = 5000 over the 10,000 test images, by decoder precision
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        if args.full_is:
+            is5000[name] = is_seconds(data, device, 5000, len(data.test), dtype)
+            how = "measured on all 10,000 test images"
+        else:
+            per_image = statistics.median(is_seconds(data, device, 5000, args.is_images, dtype) / args.is_images for _ in range(args.repeats))
+            is5000[name], how = per_image * len(data.test), f"{args.is_images} test images, scaled to 10,000"
+        log.info("IS-NLL K = 5000, decoder in %s: %.0f s", name, is5000[name])
 
     med = {k: statistics.median(v) for k, v in rows.items() if v}
     # Ratios are taken within each round (the loops ran seconds apart), then the median over rounds:
@@ -272,12 +278,15 @@ def main(argv=None) -> int:
         "| measurement | median |",
         "|---|---|",
         f"| dense fp32 matmul (2048²) | {med['flops'] / 1e9:.1f} GFLOP/s |",
+        f"| dense bf16 matmul (2048²) | {med['flops_bf16'] / 1e9:.1f} GFLOP/s |",
         f"| reference loop (pytorch/examples style: DataLoader + ToTensor, `.item()` per step) | {med['reference']:,.0f} images/s |",
         f"| vaebench model, bare loop (on-device data, no runner) | {med['bare']:,.0f} images/s |",
         f"| vaebench harness (runner, progress bar, logging): training images/s | {med['harness']:,.0f} images/s |",
         f"| vaebench harness, whole epochs incl. validation and checkpoint | {med['harness_wall']:,.0f} images/s |",
         f"| IS-NLL, K = 1000 | {med['is1000']:,.1f} images/s |",
-        f"| IS-NLL, K = 5000, 10,000 MNIST test images ({how}) | {is5000_seconds:,.0f} s |",
+        f"| IS-NLL, K = 1000, `--is-precision bfloat16` | {med['is1000_bf16']:,.1f} images/s |",
+        f"| IS-NLL, K = 5000, 10,000 MNIST test images ({how}) | {is5000['float32']:,.0f} s |",
+        f"| same, `--is-precision bfloat16` | {is5000['bfloat16']:,.0f} s ({is5000['float32'] / is5000['bfloat16']:.2f}× faster) |",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -286,7 +295,10 @@ def main(argv=None) -> int:
         f"| harness overhead ≤ 5% over the bare loop | {overhead * 100:+.1f}% | {'yes' if overhead <= 0.05 else 'no'} |",
     ]
     if device.type == "cpu":
-        lines.append(f"| IS-NLL K = 5000 on 10,000 test images ≤ 180 s | {is5000_seconds:,.0f} s | {'yes' if is5000_seconds <= 180 else 'no'} |")
+        for name, seconds in is5000.items():
+            lines.append(
+                f"| IS-NLL K = 5000 on 10,000 test images ≤ 180 s, decoder in {name} | {seconds:,.0f} s | {'yes' if seconds <= 180 else 'no'} |"
+            )
         lines.append("| on a GPU: training ≥ 10× the reference loop on the same GPU | not measured by this CPU run (`--device cuda`) | — |")
     lines += [
         "",
@@ -295,7 +307,9 @@ def main(argv=None) -> int:
         "and the input gradients of all layers but the first).",
         f"- IS-NLL at K = 5000 decodes 5·10⁷ latent samples of {DECODER_FLOPS / 1e3:.0f} kFLOP each: "
         f"{is_floor:,.0f} s of decoder matmuls alone at the measured fp32 rate, before the likelihood is read. "
-        f"The measured time is {is_floor / is5000_seconds * 100:.0f}% matmul.",
+        f"The float32 time is {is_floor / is5000['float32'] * 100:.0f}% matmul. bfloat16 decoding "
+        f"(`--is-precision bfloat16`, opt-in, recorded in every row) runs those matmuls at the bf16 rate; "
+        "its accuracy is measured by `benchmarks/is_trials.py` (IS_TRIALS.md).",
         "",
     ]
     text = "\n".join(lines)

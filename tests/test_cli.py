@@ -39,6 +39,7 @@ def assert_one_line_error(code, err, *needles):
         (["run", "gaussian", "--epochs", "ten"], ["--epochs", "'ten'"]),
         (["run", "gaussian", "--seeds", "0"], ["--seeds"]),
         (["run", "gaussian", "--is-samples", "0"], ["--is-samples"]),
+        (["run", "gaussian", "--is-precision", "fp16"], ["unknown IS precision 'fp16'", "bfloat16"]),
         (["run", "gaussian", "--batch-size", "-1"], ["--batch-size"]),
         (["run", "gaussian", "--batch-size", "100000", "--budget", "smoke"], ["larger than the training set"]),
         (["run", "gaussian", "--binarization", "fuzzy"], ["binarization", "dynamic"]),

@@ -11,6 +11,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 
 from vaebench.data import Split
 from vaebench.distributions import StandardNormalPrior
+from vaebench.distributions.likelihoods import at_least_float32
 from vaebench.evaluation import EvalContext
 from vaebench.metrics import NMI, importance_log_likelihood
 from vaebench.metrics.elbo import neg_elbo_per_example
@@ -92,6 +93,50 @@ def test_is_nll_is_below_neg_elbo_for_the_linear_model():
     recon, kl = neg_elbo_per_example(model, x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
     nll = -importance_log_likelihood(model, x, None, None, samples=1000)
     assert nll.mean() < (recon + kl).mean()
+
+
+class UpcastLinearGaussian(LinearGaussian):
+    """The linear model scoring its (possibly bfloat16) mean in float32, as vaebench's likelihoods do."""
+
+    def likelihood(self, z, y=None):
+        return Independent(Normal(at_least_float32(z @ self.W.T + self.b), self.scale), 1)
+
+
+@torch.no_grad()
+def test_bfloat16_decoding_stays_close_to_the_exact_likelihood():
+    model = UpcastLinearGaussian()
+    torch.manual_seed(0)
+    x = model.likelihood(model.prior.sample(200)).sample()
+    torch.manual_seed(1)
+    fp32 = importance_log_likelihood(model, x, None, None, samples=2000)
+    torch.manual_seed(1)
+    bf16 = importance_log_likelihood(model, x, None, None, samples=2000, decode_dtype=torch.bfloat16)
+    assert bf16.dtype == torch.float32
+    assert (bf16 - fp32).abs().max() > 0  # the decoder really ran in bfloat16
+    exact = model.exact_log_px(x)
+    assert abs(bf16.mean().item() - exact.mean().item()) < 0.05
+    assert (bf16 - exact).abs().mean().item() < 0.1
+
+
+class ScoresInDecoderPrecision(Independent):
+    """A third-party likelihood that casts the image to its parameters' dtype before scoring."""
+
+    def log_prob(self, value):
+        return super().log_prob(value.to(self.base_dist.loc.dtype)).to(self.base_dist.loc.dtype)
+
+
+class CarelessLinearGaussian(LinearGaussian):
+    def likelihood(self, z, y=None):
+        return ScoresInDecoderPrecision(Normal(torch.nn.functional.linear(z, self.W, self.b), self.scale), 1)
+
+
+@torch.no_grad()
+def test_bfloat16_decoding_refuses_a_likelihood_that_scores_in_bfloat16():
+    model = CarelessLinearGaussian()
+    x = torch.randn(5, 6)
+    importance_log_likelihood(model, x, None, None, samples=10)  # fine in float32
+    with pytest.raises(ValueError, match="returned torch.bfloat16 .* use --is-precision float32"):
+        importance_log_likelihood(model, x, None, None, samples=10, decode_dtype=torch.bfloat16)
 
 
 class FixedClusters(LatentVariableModel):

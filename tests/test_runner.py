@@ -119,6 +119,18 @@ def test_metric_selection_skips_the_expensive_metrics(tmp_path):
     assert not (tmp_path / "runs/gaussian/seed-0/is_nll_per_example.csv").exists()
 
 
+def test_bfloat16_is_changes_only_is_nll_and_says_so_in_every_row_and_the_caption(tmp_path):
+    for precision in ("float32", "bfloat16"):
+        run_tiny(tmp_path / precision, ["gaussian"], epochs=1, metrics=["elbo", "is_nll"], is_precision=precision)
+    fp32, bf16 = metrics_of(tmp_path / "float32", "gaussian"), metrics_of(tmp_path / "bfloat16", "gaussian")
+    assert (fp32["is_precision"], bf16["is_precision"]) == ("float32", "bfloat16")
+    assert fp32["neg_elbo"] == bf16["neg_elbo"]  # same training, and the ELBO is always float32
+    assert fp32["is_nll"] != bf16["is_nll"] and abs(fp32["is_nll"] - bf16["is_nll"]) < 0.05
+    assert "decoder in" not in (tmp_path / "float32" / "leaderboard.md").read_text()
+    assert "K = 20 (decoder in bfloat16)" in (tmp_path / "bfloat16" / "leaderboard.md").read_text()
+    assert pd.read_csv(tmp_path / "bfloat16" / "leaderboard.csv").loc[0, "is_precision"] == "bfloat16"
+
+
 class ExplodingObjective(ELBO):
     def __call__(self, model, batch, progress):
         terms = super().__call__(model, batch, progress)

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones from their checkpoints")
     run.add_argument("--metrics", help="comma-separated metrics to compute (default all), e.g. throughput")
     run.add_argument("--is-samples", type=_positive(int), help="importance samples K (default 1000 quick, 5000 standard)")
+    run.add_argument("--is-precision", help="decoder arithmetic inside IS-NLL: float32 (default) or bfloat16 (faster, recorded in every row)")
     run.add_argument("--batch-size", type=_positive(int))
     run.add_argument("--lr", type=_positive(float))
     run.add_argument("--latent-dim", type=_positive(int))
@@ -96,6 +97,7 @@ def _suite_kwargs(args) -> dict:
         "seeds": args.seeds,
         "device": args.device,
         "is_samples": args.is_samples,
+        "is_precision": args.is_precision,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "latent_dim": args.latent_dim,

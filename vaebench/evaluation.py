@@ -8,6 +8,7 @@ quietly. Artifacts (PNG, CSV) go to ``context.run_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class EvalContext:
     training: Any = None  # TrainingResult
     n_parameters: int = 0
     eval_batch_rows: int | None = None  # images x samples per IS chunk; None: eval_rows(device)
+    is_precision: str = "float32"  # a key of IS_PRECISIONS: the decoder's arithmetic inside IS-NLL
     values: dict = field(default_factory=dict)  # what earlier metrics computed
 
     def split(self, name: str, limit: int | None = None) -> tuple[Split, Tensor]:
@@ -57,6 +59,20 @@ def eval_rows(device: torch.device) -> int:
     reduced (benchmarks/IS_TRIALS.md times both sizes). A GPU wants big launches.
     """
     return 65536 if device.type == "cuda" else 2048
+
+
+# The arithmetic of the decoder inside importance sampling. bfloat16 runs it under
+# torch.autocast (matmuls in bfloat16, about 1.8x faster on a CPU with AVX512_BF16);
+# the likelihood, the weights and their logsumexp stay in float32. Opt-in, and
+# recorded with every run (benchmarks/README.md gives its measured error).
+IS_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def decoding(dtype: torch.dtype, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a decoder runs in to decode in ``dtype``: nothing for float32, else autocast."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:

@@ -36,6 +36,7 @@ DESCRIPTIVE = [
     "budget",
     "epochs",
     "is_samples",
+    "is_precision",
     "binarization",
     "elbo_split",
     "nmi_method",
@@ -133,6 +134,12 @@ def display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _precision_note(row) -> str:
+    """Empty for float32 IS (and for runs from before the option existed), else what was used."""
+    precision = row.get("is_precision")
+    return "" if not isinstance(precision, str) or precision == "float32" else f" (decoder in {precision})"
+
+
 def to_markdown(board: pd.DataFrame, title: str = "") -> str:
     header, rows = display_rows(board)
     lines = [f"# {title}", ""] if title else []
@@ -144,7 +151,7 @@ def to_markdown(board: pd.DataFrame, title: str = "") -> str:
         lines += [
             "",
             f"Dataset {first['dataset']}, binarization {first.get('binarization')}, budget {first.get('budget')} "
-            f"({first.get('epochs')} epochs), IS-NLL with K = {first.get('is_samples')} on the "
+            f"({first.get('epochs')} epochs), IS-NLL with K = {first.get('is_samples')}{_precision_note(first)} on the "
             f"{first.get('elbo_split', 'test')} split; nats per image, mean ± std over seeds.",
         ]
         notes = [

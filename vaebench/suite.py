@@ -17,6 +17,7 @@ import torch
 from vaebench.data import BINARIZATIONS
 from vaebench.distributions import LIKELIHOODS
 from vaebench.errors import UsageError
+from vaebench.evaluation import IS_PRECISIONS
 from vaebench.variant import SharedSettings
 
 
@@ -45,6 +46,7 @@ class Suite:
     budget: str = "quick"
     epochs: int = BUDGETS["quick"].epochs
     is_samples: int = BUDGETS["quick"].is_samples
+    is_precision: str = "float32"  # the decoder's arithmetic inside IS-NLL (IS_PRECISIONS)
     settings: SharedSettings = field(default_factory=SharedSettings)
     binarization: str = "dynamic"
     device: str = "auto"
@@ -59,6 +61,7 @@ class Suite:
             "budget": self.budget,
             "epochs": self.epochs,
             "is_samples": self.is_samples,
+            "is_precision": self.is_precision,
             "binarization": self.binarization,
             "seeds": self.seeds,
             "early_stopping_patience": self.patience,
@@ -67,7 +70,7 @@ class Suite:
 
 
 SUITE_KEYS = {
-    "variants", "seeds", "dataset", "budget", "epochs", "is_samples", "hidden", "latent_dim",
+    "variants", "seeds", "dataset", "budget", "epochs", "is_samples", "is_precision", "hidden", "latent_dim",
     "likelihood", "optimizer", "lr", "batch_size", "binarization", "device", "metrics",
     "patience", "options", "data_dir",
 }
@@ -103,6 +106,7 @@ def make_suite(
     budget: str = "quick",
     epochs: int | None = None,
     is_samples: int | None = None,
+    is_precision: str = "float32",
     hidden: list[int] | tuple[int, ...] | None = None,
     latent_dim: int | None = None,
     likelihood: str | None = None,
@@ -128,6 +132,8 @@ def make_suite(
         raise UsageError(f"seeds must be a positive count or a list of non-negative seeds, got {seeds!r}")
     if binarization not in BINARIZATIONS:
         raise UsageError(f"unknown binarization '{binarization}'; choose one of {', '.join(BINARIZATIONS)}")
+    if is_precision not in IS_PRECISIONS:
+        raise UsageError(f"unknown IS precision '{is_precision}'; choose float32 (the default) or bfloat16 (faster decoder, see benchmarks/README.md)")
     if device not in DEVICES:
         raise UsageError(f"unknown device '{device}'; choose auto, cpu or cuda")
     settings = SharedSettings()
@@ -161,6 +167,7 @@ def make_suite(
         budget=budget,
         epochs=preset.epochs if epochs is None else _positive_int("--epochs", epochs),
         is_samples=preset.is_samples if is_samples is None else _positive_int("--is-samples", is_samples),
+        is_precision=is_precision,
         settings=replace(settings, **changes),
         binarization=binarization,
         device=device,

@@ -12,6 +12,12 @@ from vaebench.distributions.validation import UNCHECKED
 GAUSSIAN_SCALE = 0.4  # sigma_p of the latent-optimisation lab (reference 002)
 
 
+def at_least_float32(logits: Tensor) -> Tensor:
+    """The decoder's output in float32 (or wider): a decoder run under bfloat16 autocast
+    (``--is-precision bfloat16``) still gets its likelihood summed over pixels in float32."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 class IndependentBernoulli(Independent):
     """``Independent(Bernoulli(logits=l), 1)`` whose ``log_prob`` reads the logits in two passes.
 
@@ -22,7 +28,7 @@ class IndependentBernoulli(Independent):
     """
 
     def __init__(self, logits: Tensor):
-        super().__init__(Bernoulli(logits=logits, **UNCHECKED), 1, **UNCHECKED)
+        super().__init__(Bernoulli(logits=at_least_float32(logits), **UNCHECKED), 1, **UNCHECKED)
 
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits
@@ -36,7 +42,7 @@ def bernoulli_likelihood(logits: Tensor) -> Distribution:
 
 def gaussian_likelihood(logits: Tensor) -> Distribution:
     """Independent Normal pixels with mean sigmoid(logits) and fixed scale sigma_p = 0.4."""
-    return Independent(Normal(torch.sigmoid(logits), GAUSSIAN_SCALE, **UNCHECKED), 1, **UNCHECKED)
+    return Independent(Normal(torch.sigmoid(at_least_float32(logits)), GAUSSIAN_SCALE, **UNCHECKED), 1, **UNCHECKED)
 
 
 LIKELIHOODS = {"bernoulli": bernoulli_likelihood, "gaussian": gaussian_likelihood}

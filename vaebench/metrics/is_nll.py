@@ -17,18 +17,26 @@ import torch
 from torch import Tensor
 
 from vaebench.atomic import write_atomic
-from vaebench.evaluation import EvalContext, chunks, eval_rows
+from vaebench.evaluation import IS_PRECISIONS, EvalContext, chunks, decoding, eval_rows
 
 TRAIN_SUBSET = 1000  # train-vs-test comparison uses this many fixed training examples
 
 
 @torch.inference_mode()
 def importance_log_likelihood(
-    model, x: Tensor, y: Tensor | None, index: Tensor | None, samples: int, max_rows: int | None = None
+    model,
+    x: Tensor,
+    y: Tensor | None,
+    index: Tensor | None,
+    samples: int,
+    max_rows: int | None = None,
+    decode_dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """log p(x) per example, estimated with ``samples`` importance samples from q(z|x).
 
     At most ``max_rows`` decoded images per chunk; ``None`` picks the size for ``x``'s device.
+    ``decode_dtype`` below float32 runs ``model.likelihood`` under autocast; its
+    ``log_prob`` must still return float32 (vaebench's likelihoods upcast the logits).
     """
     max_rows = max_rows or eval_rows(x.device)
     n = x.shape[0]
@@ -43,7 +51,15 @@ def importance_log_likelihood(
         total = torch.full((xb.shape[0],), -math.inf, device=xb.device)
         for k in chunks(samples, sample_chunk):
             z = q.sample((k.stop - k.start,))  # [S, B, D]
-            log_w = model.likelihood(z, yb).log_prob(xb) + prior.log_prob(z) - q.log_prob(z)
+            with decoding(decode_dtype, xb.device):
+                likelihood = model.likelihood(z, yb)
+            log_px_given_z = likelihood.log_prob(xb)
+            if log_px_given_z.dtype != z.dtype:
+                raise ValueError(
+                    f"{type(likelihood).__name__}.log_prob returned {log_px_given_z.dtype} from a decoder run in "
+                    f"{decode_dtype}; cast the decoder's output to {z.dtype} before scoring, or use --is-precision float32"
+                )
+            log_w = log_px_given_z + prior.log_prob(z) - q.log_prob(z)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         out.append(total - math.log(samples))
     return torch.cat(out)
@@ -56,14 +72,14 @@ def _label_prior(ctx: EvalContext) -> Tensor:
 
 def log_likelihoods(ctx: EvalContext, split, positions) -> dict[str, Tensor]:
     """Per-example log p(x) (and log p(x|y) for label-conditioned models), on the CPU."""
-    model, k, rows = ctx.model, ctx.is_samples, ctx.eval_batch_rows
+    model, k, rows, dtype = ctx.model, ctx.is_samples, ctx.eval_batch_rows, IS_PRECISIONS[ctx.is_precision]
     if not getattr(model, "label_conditioned", False):
-        return {"log_px": importance_log_likelihood(model, split.x, split.y, positions, k, rows).cpu()}
+        return {"log_px": importance_log_likelihood(model, split.x, split.y, positions, k, rows, dtype).cpu()}
     log_prior = _label_prior(ctx).log()
     per_class = []
     for c in range(ctx.data.n_classes):
         label = torch.full_like(split.y, c)
-        per_class.append(importance_log_likelihood(model, split.x, label, positions, k, rows).cpu())
+        per_class.append(importance_log_likelihood(model, split.x, label, positions, k, rows, dtype).cpu())
     per_class = torch.stack(per_class, dim=1)  # [N, C]
     given_y = per_class.gather(1, split.y.cpu().unsqueeze(1)).squeeze(1)
     return {"log_px": torch.logsumexp(per_class + log_prior, dim=1), "log_px_given_y": given_y}
@@ -74,7 +90,11 @@ class ImportanceSampledNLL:
     description = "importance-sampled -log p(x) on the test split (K = --is-samples), per class and train vs test"
 
     def __call__(self, ctx: EvalContext) -> dict:
-        values: dict = {"is_samples": ctx.is_samples, "is_proposal": getattr(ctx.model, "proposal", "q(z|x)")}
+        values: dict = {
+            "is_samples": ctx.is_samples,
+            "is_precision": ctx.is_precision,
+            "is_proposal": getattr(ctx.model, "proposal", "q(z|x)"),
+        }
         frames = []
         for split_name, limit in (("test", None), ("train", TRAIN_SUBSET)):
             split, positions = ctx.split(split_name, limit)
