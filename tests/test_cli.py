@@ -92,6 +92,10 @@ def test_suite_toml_errors(capsys, tmp_path):
     unknown.write_text('variants = ["gaussian"]\nepoch = 3\n')
     code, _, err = run_cli(capsys, "run", "--suite", str(unknown), "--out", str(tmp_path / "o"))
     assert_one_line_error(code, err, "unknown key 'epoch'", "epochs")
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('variants = ["gaussian"]\nis_precision = "half"\n')
+    code, _, err = run_cli(capsys, "run", "--suite", str(wrong), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "unknown IS precision 'half'", "float32", "bfloat16")
     code, _, err = run_cli(capsys, "run", "--suite", str(tmp_path / "absent.toml"))
     assert_one_line_error(code, err, "does not exist")
 
