@@ -22,7 +22,7 @@ from vaebench.distributions import StandardNormalPrior
 from vaebench.models import GaussianVAE
 from vaebench.objectives import ELBO, Terms
 from vaebench.plugin_manager import load_plugins
-from vaebench.results import rebuild
+from vaebench.results import leaderboard, rebuild, to_markdown
 from vaebench.errors import TrainingFailure
 from vaebench.training import EpochLog
 from vaebench.variant import Recipe, Variant
@@ -129,6 +129,19 @@ def test_bfloat16_is_changes_only_is_nll_and_says_so_in_every_row_and_the_captio
     assert "decoder in" not in (tmp_path / "float32" / "leaderboard.md").read_text()
     assert "K = 20 (decoder in bfloat16)" in (tmp_path / "bfloat16" / "leaderboard.md").read_text()
     assert pd.read_csv(tmp_path / "bfloat16" / "leaderboard.csv").loc[0, "is_precision"] == "bfloat16"
+
+
+def test_caption_lists_settings_that_differ_between_rows():
+    common = {"dataset": "digits", "status": "ok", "binarization": "dynamic", "budget": "quick", "epochs": 50, "elbo_split": "test"}
+    runs = pd.DataFrame(
+        [
+            {**common, "variant": "a", "seed": 0, "is_nll": 20.0, "is_samples": 1000},
+            {**common, "variant": "b", "seed": 0, "is_nll": 21.0, "is_samples": 100, "is_precision": "bfloat16"},
+        ]
+    )
+    caption = to_markdown(leaderboard(runs)).splitlines()[-1]
+    assert "K = mixed (100, 1000) (decoder in mixed (bfloat16, float32))" in caption
+    assert "Dataset digits, binarization dynamic, budget quick (50 epochs)" in caption
 
 
 class ExplodingObjective(ELBO):

@@ -62,9 +62,9 @@ def eval_rows(device: torch.device) -> int:
 
 
 # The arithmetic of the decoder inside importance sampling. bfloat16 runs it under
-# torch.autocast (matmuls in bfloat16, about 1.8x faster on a CPU with AVX512_BF16);
+# torch.autocast (bf16 matmuls, which pay on CPUs with AVX512_BF16 or AMX, and on GPUs);
 # the likelihood, the weights and their logsumexp stay in float32. Opt-in, and
-# recorded with every run (benchmarks/README.md gives its measured error).
+# recorded with every run (benchmarks/README.md gives its measured speed and error).
 IS_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 

@@ -134,10 +134,15 @@ def display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _precision_note(row) -> str:
-    """Empty for float32 IS (and for runs from before the option existed), else what was used."""
-    precision = row.get("is_precision")
-    return "" if not isinstance(precision, str) or precision == "float32" else f" (decoder in {precision})"
+def _plain(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _shared(board: pd.DataFrame, column: str, default: str = "n/a") -> str:
+    """The value every row has in ``column``; several values are listed as mixed, not hidden."""
+    known = board[column].fillna(default) if column in board else pd.Series([default] * len(board), dtype=object)
+    values = sorted({_plain(v) for v in known})
+    return values[0] if len(values) == 1 else f"mixed ({', '.join(values)})"
 
 
 def to_markdown(board: pd.DataFrame, title: str = "") -> str:
@@ -147,12 +152,14 @@ def to_markdown(board: pd.DataFrame, title: str = "") -> str:
     lines.append("|" + "---|" * len(header))
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     if not board.empty:
-        first = board.iloc[0]
+        # runs from before --is-precision existed decoded in float32
+        precision = _shared(board, "is_precision", default="float32")
         lines += [
             "",
-            f"Dataset {first['dataset']}, binarization {first.get('binarization')}, budget {first.get('budget')} "
-            f"({first.get('epochs')} epochs), IS-NLL with K = {first.get('is_samples')}{_precision_note(first)} on the "
-            f"{first.get('elbo_split', 'test')} split; nats per image, mean ± std over seeds.",
+            f"Dataset {_shared(board, 'dataset')}, binarization {_shared(board, 'binarization')}, budget "
+            f"{_shared(board, 'budget')} ({_shared(board, 'epochs')} epochs), IS-NLL with K = {_shared(board, 'is_samples')}"
+            f"{'' if precision == 'float32' else f' (decoder in {precision})'} on the {_shared(board, 'elbo_split', 'test')} "
+            "split; nats per image, mean ± std over seeds.",
         ]
         notes = [
             f"- {r['variant']}: {col[:-3]} n/a: {r[col]}"
