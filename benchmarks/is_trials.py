@@ -36,7 +36,7 @@ from vaebench.training import train
 from vaebench.variant import BuildContext, SharedSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import machine  # noqa: E402
+from speed import command_line, machine, write_report  # noqa: E402
 
 CHUNK = 2048
 VARIANTS = ("gaussian", "mog-prior", "conditional", "gumbel-capacity", "bernoulli-sfe")
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     lines = [
         "# IS-NLL trials on the CPU",
         "",
-        f"Command: `{' '.join(['python benchmarks/is_trials.py', *(argv if argv is not None else sys.argv[1:])])}`",
+        f"Command: `{command_line('is_trials.py', argv)}`",
         "",
         f"Machine: {machine(device)}. Variants at the suite defaults (784-400-20) trained {args.epochs} epochs on MNIST (seed 0).",
         "",
@@ -191,10 +191,7 @@ def main(argv=None) -> int:
         *precision_rows,
         "",
     ]
-    text = "\n".join(lines)
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return write_report(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,19 @@ def is_seconds(data, device: torch.device, k: int, images: int, dtype: torch.dty
     return time.perf_counter() - start
 
 
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that reproduces a report, as it was run."""
+    return " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
+
+
+def write_report(path: Path, lines: list[str]) -> int:
+    """Write a Markdown report, print it, and return the exit status."""
+    text = "\n".join(lines)
+    path.write_text(text)
+    print(text)
+    return 0
+
+
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
@@ -263,11 +276,10 @@ def main(argv=None) -> int:
     utilisation = med["harness"] * TRAIN_FLOPS_PER_IMAGE / med["flops"]
     is_floor = 10000 * 5000 * DECODER_FLOPS / med["flops"]
     target_speedup = 10.0 if device.type == "cuda" else 2.5
-    command = " ".join(["python benchmarks/speed.py", *(argv if argv is not None else sys.argv[1:])])
     lines = [
         "# Speed benchmark",
         "",
-        f"Command: `{command}`",
+        f"Command: `{command_line('speed.py', argv)}`",
         "",
         f"Machine: {machine(device)}.",
         f"Model 784-400-20, batch {BATCH}, MNIST with dynamic binarisation, all in one process. {args.repeats} rounds; "
@@ -312,10 +324,7 @@ def main(argv=None) -> int:
         "its accuracy is measured by `benchmarks/is_trials.py` (IS_TRIALS.md).",
         "",
     ]
-    text = "\n".join(lines)
-    args.out.write_text(text)
-    print(text)
-    return 0
+    return write_report(args.out, lines)
 
 
 if __name__ == "__main__":

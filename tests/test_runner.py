@@ -14,6 +14,7 @@ import types
 import pandas as pd
 import pytest
 import torch
+from torch.distributions import Bernoulli, Independent
 
 from helpers import metrics_of, run_tiny
 from vaebench import hookimpl
@@ -170,9 +171,28 @@ class Raising(Variant):
         raise RuntimeError("no such layer")
 
 
+class ScoresInDecoderPrecision(Independent):
+    def log_prob(self, value):
+        return super().log_prob(value).to(self.base_dist.logits.dtype)
+
+
+class CarelessVAE(GaussianVAE):
+    def likelihood(self, z, y=None):
+        return ScoresInDecoderPrecision(Bernoulli(logits=self.decode(z, y), validate_args=False), 1)
+
+
+class Careless(Variant):
+    name = "careless"
+    description = "its likelihood scores in the decoder's precision"
+
+    def build(self, context):
+        s = context.settings
+        return Recipe(CarelessVAE(context.x_dim, s.hidden, s.latent_dim, StandardNormalPrior(s.latent_dim)), ELBO(), latent="test")
+
+
 def failing_plugins():
     module = types.ModuleType("failing")
-    module.register_variants = hookimpl(lambda register: (register(Exploding()), register(Raising())))
+    module.register_variants = hookimpl(lambda register: (register(Exploding()), register(Raising()), register(Careless())))
     return load_plugins(extra=[("failing", module)])
 
 
@@ -186,6 +206,15 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert board.loc["gaussian", "status"] == "ok" and math.isfinite(board.loc["gaussian", "is_nll"])
     assert board.loc["exploding", "status"] == "failed 1/1"
     assert "epoch 1, step 3" in board.loc["exploding", "failure"]
+
+
+def test_a_metric_that_fails_keeps_the_model_and_the_metrics_before_it(tmp_path):
+    result = run_tiny(tmp_path, ["careless"], epochs=1, plugins=failing_plugins(), metrics=["elbo", "is_nll"], is_precision="bfloat16")
+    assert [v for v, _, _ in result.failures] == ["careless"]
+    m = metrics_of(tmp_path, "careless")
+    assert m["status"] == "failed" and "use --is-precision float32" in m["reason"]
+    assert math.isfinite(m["neg_elbo"]) and "is_nll" not in m
+    assert (tmp_path / "runs/careless/seed-0/model.pt").exists()
 
 
 def test_epoch_log_keeps_host_values_on_the_host_and_finds_the_first_bad_step():

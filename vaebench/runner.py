@@ -147,6 +147,7 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / METRICS_FILE).unlink(missing_ok=True)
+    context = None
     try:
         torch.manual_seed(seed)
         recipe = variant.build(
@@ -215,6 +216,8 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
         record.update(values)
         record.update(status="ok", reason=None, eval_seconds=eval_seconds)
     except Exception as exc:  # one bad run never stops the sweep
+        if context is not None:  # the metrics that finished before the failure are kept
+            record.update(context.values)
         reason = str(exc) if isinstance(exc, TrainingFailure) else f"{type(exc).__name__}: {exc}"
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         record.update(status="failed", reason=reason, where=f"{where.filename}:{where.lineno}" if where else None)
