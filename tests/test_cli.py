@@ -45,6 +45,7 @@ def assert_one_line_error(code, err, *needles):
         (["run", "gaussian", "--binarization", "fuzzy"], ["binarization", "dynamic"]),
         (["run", "gaussian", "--binarization", "none"], ["Bernoulli likelihood", "--likelihood gaussian"]),
         (["run", "gaussian", "--device", "tpu"], ["unknown device 'tpu'"]),
+        (["run", "gaussian", "--likelihood", "poisson"], ["unknown likelihood 'poisson'", "gaussian"]),
         (["run"], ["no variant given", "--all"]),
         (["run", "gaussian", "--option", "gaussian.nope=1"], ["has no option 'nope'"]),
         (["run", "gumbel-capacity", "--option", "gumbel-capacity.gamma=lots"], ["gamma"]),

@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=_positive(float))
     run.add_argument("--latent-dim", type=_positive(int))
     run.add_argument("--hidden", help="comma-separated hidden widths, e.g. 400 or 512,256")
+    run.add_argument("--likelihood", help="pixel likelihood: bernoulli (default) or gaussian")
     run.add_argument("--binarization", help="dynamic (default), static, threshold or none")
     run.add_argument("--patience", type=_positive(int), help="early stopping on validation -ELBO (off by default)")
     run.add_argument("--option", action="append", type=_option, default=[], metavar="VARIANT.KEY=VALUE", help="a variant's own option")
@@ -102,6 +103,7 @@ def _suite_kwargs(args) -> dict:
         "lr": args.lr,
         "latent_dim": args.latent_dim,
         "binarization": args.binarization,
+        "likelihood": args.likelihood,
         "patience": args.patience,
         "data_dir": args.data_dir,
     }
