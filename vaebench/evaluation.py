@@ -55,12 +55,10 @@ class EvalContext:
 def eval_rows(device: torch.device) -> int:
     """Decoded images per importance-sampling chunk.
 
-    On a CPU, 8,192 rows: the likelihood reads the logits in one fused pass
-    (vaebench/compiled.py), so a chunk need not fit in cache, and bigger chunks
-    spread the per-chunk work; at K = 5000 one image's samples make one chunk
-    (benchmarks/IS_TRIALS.md times 2,048, 8,192 and 65,536). A GPU wants big launches.
+    On a CPU, 2,048 rows of 784 logits (6 MB) stay in cache while they are
+    reduced (benchmarks/IS_TRIALS.md times both sizes). A GPU wants big launches.
     """
-    return 65536 if device.type == "cuda" else 8192
+    return 65536 if device.type == "cuda" else 2048
 
 
 # The arithmetic of the decoder inside importance sampling. bfloat16 runs it under
