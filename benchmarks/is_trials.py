@@ -2,8 +2,11 @@
 
 Trains vaebench's Gaussian VAE (784-400-20) on MNIST for a few epochs, then measures
 
-1. IS-NLL time at K = 5000 with 65,536-row and 2,048-row chunks (vaebench's CPU default);
-2. one 2,048-row chunk: the decoder matmul against softplus over its logits;
+1. IS-NLL time at K = 5000 with 2,048- (vaebench's CPU default), 8,192- and 65,536-row chunks,
+   the decoder in float32 and in bfloat16;
+2. one 2,048-row chunk: the decoder matmul, softplus over its logits, and the Bernoulli
+   likelihood as vaebench scores it (one compiled pass) against the same function run eagerly,
+   for float32 logits and for the bfloat16 logits of ``--is-precision bfloat16``;
 3. ``--is-precision bfloat16`` against float32 on several built-in variants trained the same
    way, with the same latent samples, beside the estimator's own noise (float32 with fresh
    samples), and a bf16 variant vaebench does not ship: the decoder's last matmul in bf16
@@ -30,6 +33,8 @@ import torch.nn.functional as F
 
 from vaebench.data import DatasetSpec, prepare, torchvision_loader
 from vaebench.distributions import bernoulli_likelihood
+from vaebench.distributions.likelihoods import bernoulli_log_prob
+from vaebench.evaluation import eval_rows
 from vaebench.metrics.is_nll import importance_log_likelihood
 from vaebench.plugin_manager import load_plugins
 from vaebench.training import train
@@ -131,15 +136,26 @@ def main(argv=None) -> int:
 
     # 1. chunk size
     few = x[:20]
-    big = seconds(lambda: importance_log_likelihood(model, few, None, None, 5000, max_rows=65536))
-    small = seconds(lambda: importance_log_likelihood(model, few, None, None, 5000, max_rows=CHUNK))
+    chunk_seconds = {
+        (rows, dtype): seconds(lambda: importance_log_likelihood(model, few, None, None, 5000, max_rows=rows, decode_dtype=dtype))
+        for dtype in (torch.float32, torch.bfloat16)
+        for rows in (CHUNK, 4 * CHUNK, 65536)
+    }
 
-    # 2. one chunk: matmul vs softplus
+    # 2. one chunk: matmul, softplus, and the likelihood compiled and eager
     with torch.inference_mode():
         h = torch.relu(first(model.posterior(x[:1]).sample((CHUNK,))))
         matmul = seconds(lambda: hidden_to_pixels(h), 20)
         logits = hidden_to_pixels(h)
         softplus = seconds(lambda: F.softplus(logits).sum(-1), 20)
+        scoring = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            chunk_logits = logits.to(dtype)
+            bernoulli_log_prob(chunk_logits, x[0])  # compiles, before the clock starts
+            scoring[dtype] = (
+                seconds(lambda: bernoulli_log_prob(chunk_logits, x[0]), 20),
+                seconds(lambda: bernoulli_log_prob.fn(chunk_logits, x[0]), 20),
+            )
 
     # 3. --is-precision bfloat16 on several variants; the anchored variant on the Gaussian VAE
     sub_x, sub_y = x[: args.images], data.test.y[: args.images]
@@ -171,10 +187,18 @@ def main(argv=None) -> int:
         "",
         "| measurement | result |",
         "|---|---|",
-        f"| IS-NLL K = 5000, 20 test images, 65,536-row chunks | {big:.1f} s |",
-        f"| same, 2,048-row chunks (vaebench's CPU default) | {small:.1f} s ({big / small:.1f}× faster) |",
+        *(
+            f"| IS-NLL K = 5000, 20 test images, {rows:,}-row chunks{' (the CPU default)' if rows == eval_rows(device) else ''}, "
+            f"decoder in {str(dtype)[6:]} | {time_taken:.2f} s |"
+            for (rows, dtype), time_taken in chunk_seconds.items()
+        ),
         f"| one 2,048-row chunk: decoder matmul 400→784 | {matmul * 1e3:.1f} ms |",
         f"| one 2,048-row chunk: softplus over its logits, summed | {softplus * 1e3:.1f} ms |",
+        *(
+            f"| one 2,048-row chunk of {str(dtype)[6:]} logits: Bernoulli log-likelihood, compiled as vaebench runs it "
+            f"/ the same function eagerly | {fused * 1e3:.1f} ms / {eager * 1e3:.1f} ms |"
+            for dtype, (fused, eager) in scoring.items()
+        ),
         f"| bf16 anchored last matmul (not shipped) vs fp32, gaussian, K = 1000, 300 test images, same samples | "
         f"difference mean {mean:+.4f}, sd {sd:.4f}, max {worst:.3f} nats; {speedup:.2f}× the fp32 speed |",
         f"| hidden units active for some sample of a 2,048-sample chunk (50 test images) | mean {statistics.mean(active):.1%}, "

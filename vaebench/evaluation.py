@@ -55,8 +55,11 @@ class EvalContext:
 def eval_rows(device: torch.device) -> int:
     """Decoded images per importance-sampling chunk.
 
-    On a CPU, 2,048 rows of 784 logits (6 MB) stay in cache while they are
-    reduced (benchmarks/IS_TRIALS.md times both sizes). A GPU wants big launches.
+    On a CPU, 2,048 rows (6 MB of 784 float32 logits). Bigger chunks were up to
+    10% faster in bfloat16 (benchmarks/IS_TRIALS.md times 2,048, 8,192 and 65,536),
+    but 8,192-row chunks made glibc's per-thread malloc arenas grow without bound
+    in a long run that mixed K = 1000 and K = 5000 (24 GB, then the OOM killer;
+    benchmarks/README.md). A GPU wants big launches.
     """
     return 65536 if device.type == "cuda" else 2048
 
