@@ -220,6 +220,17 @@ def machine(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def peak_memory_line() -> list[str]:
+    """The process's peak resident memory, where the platform reports it (a leak shows here)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return []
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    gib = peak / 2**30 if sys.platform == "darwin" else peak / 2**20
+    return [f"- Peak resident memory of the benchmark process: {gib:.1f} GiB."]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST/raw (else $VAEBENCH_DATA or the cache)")
@@ -322,6 +333,9 @@ def main(argv=None) -> int:
         f"The float32 time is {is_floor / is5000['float32'] * 100:.0f}% matmul. bfloat16 decoding "
         f"(`--is-precision bfloat16`, opt-in, recorded in every row) runs those matmuls at the bf16 rate; "
         "its accuracy is measured by `benchmarks/is_trials.py` (IS_TRIALS.md).",
+        "- IS-NLL includes compiling the likelihood kernel (torch.compile) the first time a shape is scored, "
+        "as a `vaebench run` process does.",
+        *peak_memory_line(),
         "",
     ]
     return write_report(args.out, lines)
