@@ -113,3 +113,21 @@ def test_kernel_stays_eager_with_one_warning_when_compiling_fails(tmp_path, monk
     assert kernel.eager_only
     warnings = [r.getMessage() for r in caplog.records if r.name == "vaebench.compiled"]
     assert len(warnings) == 1 and "cubed_sum" in warnings[0] and "eagerly" in warnings[0]
+
+
+def test_kernel_stays_eager_where_torch_compile_refuses_the_platform(monkeypatch, caplog):
+    """torch.compile itself raising (an OS or Python it does not support) must not break importing vaebench."""
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Windows not yet supported for torch.compile")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    with caplog.at_level(logging.WARNING, logger="vaebench.compiled"):
+        kernel = InferenceKernel(cubed_sum)
+    a = torch.randn(5, 7)
+    with torch.inference_mode():
+        torch.testing.assert_close(kernel(a), cubed_sum(a))
+    assert kernel.eager_only
+    assert [r.getMessage() for r in caplog.records if r.name == "vaebench.compiled"] == [
+        "torch.compile failed for cubed_sum (Windows not yet supported for torch.compile); evaluating it eagerly, which is slower"
+    ]

@@ -49,8 +49,11 @@ class InferenceKernel:
     def __init__(self, fn: Callable[..., torch.Tensor]):
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.compiled = torch.compile(fn, dynamic=True)
         self.eager_only = False
+        try:
+            self.compiled = torch.compile(fn, dynamic=True)
+        except RuntimeError as error:  # a platform torch.compile refuses outright (an unsupported OS or Python)
+            self._give_up(error)
 
     def __call__(self, *args):
         if self.eager_only or torch.is_grad_enabled():
@@ -59,10 +62,13 @@ class InferenceKernel:
             _load_compiler_quietly()
             return self.compiled(*args)
         except TorchDynamoException as error:
-            self.eager_only = True
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            log.warning("torch.compile failed for %s (%s); evaluating it eagerly, which is slower", self.fn.__name__, reason)
+            self._give_up(error)
             return self.fn(*args)
+
+    def _give_up(self, error: Exception) -> None:
+        self.eager_only = True
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        log.warning("torch.compile failed for %s (%s); evaluating it eagerly, which is slower", self.fn.__name__, reason)
 
 
 def inference_kernel(fn: Callable[..., torch.Tensor]) -> InferenceKernel:
