@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from typing import Callable
 
 import torch
@@ -26,7 +27,6 @@ from torch._dynamo.exc import TorchDynamoException
 log = logging.getLogger(__name__)
 
 
-@functools.cache
 def _load_compiler_quietly() -> None:
     """Import the module torch.compile's C++ backend loads, without its start-up warning.
 
@@ -34,6 +34,8 @@ def _load_compiler_quietly() -> None:
     once, in the middle of the progress display, about a toolkit a CPU kernel
     never uses. Its logger is raised to ERROR for this import only.
     """
+    if "torch.utils.cpp_extension" in sys.modules:
+        return
     quieted = logging.getLogger("torch.utils.cpp_extension")
     level = quieted.level
     quieted.setLevel(logging.ERROR)
