@@ -22,19 +22,30 @@ class LinearGaussian(LatentVariableModel):
     """p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I): log p(x) = log N(x; b, W W^T + s^2 I) exactly.
 
     q(z|x) is the exact posterior with its variance inflated by ``inflate``, so
-    importance sampling has real work to do.
+    importance sampling has real work to do. The decoder is an ``nn.Linear``, so on a
+    CPU the estimate goes through the oneDNN layers importance sampling swaps in.
     """
 
     def __init__(self, x_dim=6, z_dim=3, scale=0.5, inflate=1.5):
         super().__init__("bernoulli", 10)
         g = torch.Generator().manual_seed(0)
-        self.W = nn.Parameter(torch.randn(x_dim, z_dim, generator=g))
-        self.b = nn.Parameter(torch.randn(x_dim, generator=g))
+        self.decoder = nn.Linear(z_dim, x_dim)
+        with torch.no_grad():
+            self.decoder.weight.copy_(torch.randn(x_dim, z_dim, generator=g))
+            self.decoder.bias.copy_(torch.randn(x_dim, generator=g))
         self.scale, self.inflate = scale, inflate
         self.prior = StandardNormalPrior(z_dim)
 
+    @property
+    def W(self):
+        return self.decoder.weight
+
+    @property
+    def b(self):
+        return self.decoder.bias
+
     def likelihood(self, z, y=None):
-        return Independent(Normal(z @ self.W.T + self.b, self.scale), 1)
+        return Independent(Normal(self.decoder(z), self.scale), 1)
 
     def posterior(self, x, y=None, index=None):
         precision = torch.eye(self.W.shape[1]) + self.W.T @ self.W / self.scale**2
@@ -99,7 +110,7 @@ class UpcastLinearGaussian(LinearGaussian):
     """The linear model scoring its (possibly bfloat16) mean in float32, as vaebench's likelihoods do."""
 
     def likelihood(self, z, y=None):
-        return Independent(Normal(at_least_float32(z @ self.W.T + self.b), self.scale), 1)
+        return Independent(Normal(at_least_float32(self.decoder(z)), self.scale), 1)
 
 
 @torch.no_grad()

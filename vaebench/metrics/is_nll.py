@@ -18,6 +18,7 @@ from torch import Tensor
 
 from vaebench.atomic import write_atomic
 from vaebench.evaluation import IS_PRECISIONS, EvalContext, chunks, decoding, eval_rows
+from vaebench.prepacked_linear import with_prepacked_linears
 
 TRAIN_SUBSET = 1000  # train-vs-test comparison uses this many fixed training examples
 
@@ -37,7 +38,10 @@ def importance_log_likelihood(
     At most ``max_rows`` decoded images per chunk; ``None`` picks the size for ``x``'s device.
     ``decode_dtype`` below float32 runs ``model.likelihood`` under autocast; its
     ``log_prob`` must still return float32 (vaebench's likelihoods upcast the logits).
+    On a CPU the model's ``nn.Linear`` layers run through oneDNN with their weights
+    packed once for this call (:mod:`vaebench.prepacked_linear`).
     """
+    model = with_prepacked_linears(model, x.device)
     max_rows = max_rows or eval_rows(x.device)
     n = x.shape[0]
     image_chunk = max(1, min(n, max_rows // min(samples, max_rows)))
