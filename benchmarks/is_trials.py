@@ -2,9 +2,10 @@
 
 Trains vaebench's Gaussian VAE (784-400-20) on MNIST for a few epochs, then measures
 
-1. IS-NLL time at K = 5000 with 2,048- (vaebench's CPU default), 8,192- and 65,536-row chunks,
-   the decoder in float32 and in bfloat16;
-2. one 2,048-row chunk: the decoder matmul, softplus over its logits, and the Bernoulli
+1. IS-NLL time at K = 5000 with chunks of at most 2,048, vaebench's CPU default (16 MiB of
+   float32 decoder output), 8,192 and 65,536 rows, the decoder in float32 and in bfloat16;
+2. one 2,048-row chunk: the decoder's last layer through oneDNN with a prepacked weight (as
+   vaebench runs it) and as ``nn.Linear``, in both precisions; softplus over its logits; the Bernoulli
    likelihood as vaebench scores it (one compiled pass) against the same function run eagerly,
    for float32 logits and for the bfloat16 logits of ``--is-precision bfloat16``;
 3. ``--is-precision bfloat16`` against float32 on several built-in variants trained the same
@@ -34,9 +35,10 @@ import torch.nn.functional as F
 from vaebench.data import DatasetSpec, prepare, torchvision_loader
 from vaebench.distributions import bernoulli_likelihood
 from vaebench.distributions.likelihoods import bernoulli_log_prob
-from vaebench.evaluation import eval_rows
+from vaebench.evaluation import decoding, eval_rows
 from vaebench.metrics.is_nll import importance_log_likelihood
 from vaebench.plugin_manager import load_plugins
+from vaebench.prepacked_linear import PrepackedLinear
 from vaebench.training import train
 from vaebench.variant import BuildContext, SharedSettings
 
@@ -136,16 +138,22 @@ def main(argv=None) -> int:
 
     # 1. chunk size
     few = x[:20]
+    default = eval_rows(device, data.dim)
     chunk_seconds = {
         (rows, dtype): seconds(lambda: importance_log_likelihood(model, few, None, None, 5000, max_rows=rows, decode_dtype=dtype))
         for dtype in (torch.float32, torch.bfloat16)
-        for rows in (CHUNK, 4 * CHUNK, 65536)
+        for rows in sorted({CHUNK, default, 4 * CHUNK, 65536})
     }
 
     # 2. one chunk: matmul, softplus, and the likelihood compiled and eager
     with torch.inference_mode():
         h = torch.relu(first(model.posterior(x[:1]).sample((CHUNK,))))
-        matmul = seconds(lambda: hidden_to_pixels(h), 20)
+        prepacked = PrepackedLinear(hidden_to_pixels)
+        matmuls = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            with decoding(dtype, device):
+                prepacked(h)  # packs the weight for this dtype, before the clock starts
+                matmuls[dtype] = (seconds(lambda: prepacked(h), 20), seconds(lambda: hidden_to_pixels(h), 20))
         logits = hidden_to_pixels(h)
         softplus = seconds(lambda: F.softplus(logits).sum(-1), 20)
         scoring = {}
@@ -188,11 +196,16 @@ def main(argv=None) -> int:
         "| measurement | result |",
         "|---|---|",
         *(
-            f"| IS-NLL K = 5000, 20 test images, {rows:,}-row chunks{' (the CPU default)' if rows == eval_rows(device) else ''}, "
+            f"| IS-NLL K = 5000, 20 test images, chunks of at most {rows:,} rows{' (the CPU default)' if rows == default else ''}, "
             f"decoder in {str(dtype)[6:]} | {time_taken:.2f} s |"
             for (rows, dtype), time_taken in chunk_seconds.items()
         ),
-        f"| one 2,048-row chunk: decoder matmul 400→784 | {matmul * 1e3:.1f} ms |",
+        *(
+            f"| one 2,048-row chunk: decoder layer 400→784 in {str(dtype)[6:]}, oneDNN with a prepacked weight as vaebench "
+            f"runs it / `nn.Linear` (torch's addmm{', under autocast' if dtype != torch.float32 else ''}) | "
+            f"{packed * 1e3:.1f} ms / {plain * 1e3:.1f} ms |"
+            for dtype, (packed, plain) in matmuls.items()
+        ),
         f"| one 2,048-row chunk: softplus over its logits, summed | {softplus * 1e3:.1f} ms |",
         *(
             f"| one 2,048-row chunk of {str(dtype)[6:]} logits: Bernoulli log-likelihood, compiled as vaebench runs it "

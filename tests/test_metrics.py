@@ -12,7 +12,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 from vaebench.data import Split
 from vaebench.distributions import StandardNormalPrior
 from vaebench.distributions.likelihoods import at_least_float32
-from vaebench.evaluation import EvalContext
+from vaebench.evaluation import EvalContext, eval_rows
 from vaebench.metrics import NMI, importance_log_likelihood
 from vaebench.metrics.elbo import neg_elbo_per_example
 from vaebench.models import LatentVariableModel
@@ -83,6 +83,34 @@ def test_is_nll_chunking_does_not_change_the_estimate():
     exact = model.exact_log_px(x)
     # different draws of the same estimator: both are close to the exact value
     assert abs(a.mean() - exact.mean()) < 0.05 and abs(c.mean() - exact.mean()) < 0.05
+
+
+class ChunkRecordingLinearGaussian(LinearGaussian):
+    def __init__(self):
+        super().__init__()
+        self.decoded_shapes = []
+
+    def likelihood(self, z, y=None):
+        self.decoded_shapes.append(tuple(z.shape[:2]))
+        return super().likelihood(z, y)
+
+
+@torch.no_grad()
+def test_is_splits_an_images_samples_into_equal_chunks():
+    model = ChunkRecordingLinearGaussian()
+    x = torch.randn(3, 6)
+    importance_log_likelihood(model, x, None, None, samples=5000, max_rows=2048)
+    assert model.decoded_shapes == [(1667, 1), (1667, 1), (1666, 1)] * 3  # not 2048, 2048 and 904
+    model.decoded_shapes.clear()
+    importance_log_likelihood(model, x, None, None, samples=100, max_rows=250)
+    assert model.decoded_shapes == [(100, 2), (100, 1)]  # two images per chunk
+
+
+def test_cpu_chunks_hold_16_mib_of_float32_decoder_output_whatever_the_decoding_precision():
+    rows = eval_rows(torch.device("cpu"), 784)
+    assert rows * 784 * 4 <= 16 * 2**20 < (rows + 1) * 784 * 4
+    assert rows >= 5000  # K = 5000 on MNIST: one chunk per image
+    assert eval_rows(torch.device("cuda"), 784) == 65536
 
 
 @torch.no_grad()

@@ -52,16 +52,23 @@ class EvalContext:
         return Split(whole.x[positions], whole.y[positions]), positions
 
 
-def eval_rows(device: torch.device) -> int:
-    """Decoded images per importance-sampling chunk.
+CPU_CHUNK_BYTES = 16 * 2**20  # float32 decoder output per importance-sampling chunk on a CPU
 
-    On a CPU, 2,048 rows (6 MB of 784 float32 logits). Bigger chunks were up to
-    10% faster in bfloat16 (benchmarks/IS_TRIALS.md times 2,048, 8,192 and 65,536),
-    but 8,192-row chunks made glibc's per-thread malloc arenas grow without bound
-    in a long run that mixed K = 1000 and K = 5000 (24 GB, then the OOM killer;
-    benchmarks/README.md). A GPU wants big launches.
+
+def eval_rows(device: torch.device, image_values: int) -> int:
+    """Decoded images per importance-sampling chunk, for images of ``image_values`` values.
+
+    On a CPU, as many as make 16 MiB of float32 decoder output: 5,349 MNIST images,
+    so K = 5000 takes one chunk per image. Besides the decoder, each chunk pays for
+    sampling, the prior's and the posterior's log-densities and a logsumexp, small
+    ops with a per-call cost, so fewer chunks are faster (benchmarks/IS_TRIALS.md
+    times several sizes). The size does not depend on ``--is-precision``: from one
+    seed both precisions draw the same latent samples, which the paired comparison
+    of the two relies on. A GPU wants big launches.
     """
-    return 65536 if device.type == "cuda" else 2048
+    if device.type == "cuda":
+        return 65536
+    return max(1, CPU_CHUNK_BYTES // (image_values * 4))
 
 
 # The arithmetic of the decoder inside importance sampling. bfloat16 runs it under

@@ -35,17 +35,19 @@ def importance_log_likelihood(
 ) -> Tensor:
     """log p(x) per example, estimated with ``samples`` importance samples from q(z|x).
 
-    At most ``max_rows`` decoded images per chunk; ``None`` picks the size for ``x``'s device.
+    At most ``max_rows`` decoded images per chunk, the samples of an image split into
+    equal chunks; ``None`` picks the size for ``x``'s device.
     ``decode_dtype`` below float32 runs ``model.likelihood`` under autocast; its
     ``log_prob`` must still return float32 (vaebench's likelihoods upcast the logits).
     On a CPU the model's ``nn.Linear`` layers run through oneDNN with their weights
     packed once for this call (:mod:`vaebench.prepacked_linear`).
     """
     model = with_prepacked_linears(model, x.device)
-    max_rows = max_rows or eval_rows(x.device)
+    max_rows = max_rows or eval_rows(x.device, math.prod(x.shape[1:]))
     n = x.shape[0]
     image_chunk = max(1, min(n, max_rows // min(samples, max_rows)))
     sample_chunk = max(1, min(samples, max_rows // image_chunk))
+    sample_chunk = math.ceil(samples / math.ceil(samples / sample_chunk))  # equal chunks: no small remainder
     prior = model.prior.distribution()
     out = []
     for s in chunks(n, image_chunk):
