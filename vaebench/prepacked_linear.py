@@ -2,8 +2,8 @@
 
 Importance sampling decodes 5·10⁷ latent samples at K = 5000 on MNIST, so the
 decoder's matmuls are most of its time. On a CPU, ``nn.Linear`` calls torch's
-``addmm``, which for float32 is MKL's sgemm: on AMD processors MKL runs its AVX2
-code, about two thirds of what oneDNN's AVX-512 kernels reach on the same cores
+``addmm``, which for float32 is MKL's sgemm in the PyPI wheels: on this project's
+AMD machine about two thirds of the rate of oneDNN's kernel on the same cores
 (benchmarks/RESULTS.md measures both). Under bfloat16 autocast ``addmm`` also
 casts the weight and copies the bias into the output on every call.
 :func:`with_prepacked_linears` gives a view of a model whose ``nn.Linear`` layers
