@@ -69,6 +69,16 @@ def test_a_dtype_onednn_cannot_take_falls_back_to_f_linear(monkeypatch):
 
 
 @torch.inference_mode()
+def test_an_input_nn_linear_refuses_is_refused_the_same_way():
+    linear, x = layer_and_input()
+    with pytest.raises(RuntimeError) as theirs:
+        linear(x.bfloat16())  # bf16 input, fp32 weight, no autocast
+    with pytest.raises(RuntimeError) as ours:
+        PrepackedLinear(linear)(x.bfloat16())
+    assert str(ours.value) == str(theirs.value)
+
+
+@torch.inference_mode()
 def test_the_model_keeps_its_layers_and_the_view_shares_its_parameters():
     torch.manual_seed(0)
     model = GaussianVAE(12, [8], 3, StandardNormalPrior(3)).eval()

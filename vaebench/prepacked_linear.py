@@ -19,15 +19,12 @@ take on this CPU, or a torch without these kernels gets ``nn.Linear``'s own
 from __future__ import annotations
 
 import copy
-import logging
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-log = logging.getLogger(__name__)
-
-ROWS_HINT = 2048  # rows per call that oneDNN lays the weight out for (the CPU's importance-sampling chunk)
+ROWS_HINT = 2048  # rows per call oneDNN lays the weight out for: a layout hint, any row count works
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -63,7 +60,7 @@ class PrepackedLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         dtype = self._compute_dtype(x)
-        packed = None if torch.is_grad_enabled() else self._packed_for(dtype)
+        packed = None if torch.is_grad_enabled() or dtype is None else self._packed_for(dtype)
         if packed is None:
             return F.linear(x, self.weight, self.bias)
         weight, bias = packed
@@ -71,10 +68,11 @@ class PrepackedLinear(nn.Linear):
         out = torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
         return out.reshape(*x.shape[:-1], self.out_features)
 
-    def _compute_dtype(self, x: Tensor) -> torch.dtype:
+    def _compute_dtype(self, x: Tensor) -> torch.dtype | None:
+        """The dtype ``nn.Linear`` computes in; ``None`` where it would refuse the input (mixed dtypes)."""
         if torch.is_autocast_enabled(x.device.type):
             return torch.get_autocast_dtype(x.device.type)
-        return x.dtype
+        return x.dtype if x.dtype == self.weight.dtype else None
 
     def _packed_for(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | None] | None:
         if dtype not in self._packed:
