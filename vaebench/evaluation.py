@@ -32,7 +32,7 @@ class EvalContext:
     seed: int
     training: Any = None  # TrainingResult
     n_parameters: int = 0
-    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: eval_rows(device)
+    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: eval_rows(device, image size)
     is_precision: str = "float32"  # a key of IS_PRECISIONS: the decoder's arithmetic inside IS-NLL
     values: dict = field(default_factory=dict)  # what earlier metrics computed
 
