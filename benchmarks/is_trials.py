@@ -21,7 +21,6 @@ Writes ``benchmarks/IS_TRIALS.md``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -32,7 +31,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vaebench.data import DatasetSpec, prepare, torchvision_loader
 from vaebench.distributions import bernoulli_likelihood
 from vaebench.distributions.likelihoods import bernoulli_log_prob
 from vaebench.evaluation import decoding, eval_rows
@@ -43,7 +41,7 @@ from vaebench.training import train
 from vaebench.variant import BuildContext, SharedSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import command_line, machine, write_report  # noqa: E402
+from speed import command_line, machine, mnist, report_parser, write_report  # noqa: E402
 
 CHUNK = 2048
 VARIANTS = ("gaussian", "mog-prior", "conditional", "gumbel-capacity", "bernoulli-sfe")
@@ -123,15 +121,12 @@ def precision_row(name: str, model, x, y, samples: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser = report_parser(__doc__, "IS_TRIALS.md")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--images", type=int, default=1000, help="test images for the accuracy comparisons (K = 1000)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("IS_TRIALS.md"))
     args = parser.parse_args(argv)
     device = torch.device("cpu")
-    spec = DatasetSpec("mnist", "", torchvision_loader("MNIST"), val_fraction=1 / 12)
-    data = prepare(spec, args.data_dir, "dynamic", device)
+    data = mnist(args.data_dir, device)
     model = trained("gaussian", data, args.epochs, device)
     first, hidden_to_pixels = model.decoder[0], model.decoder[2]
     x = data.test.x

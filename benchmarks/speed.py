@@ -129,30 +129,54 @@ def gaussian_recipe(x_dim: int) -> Recipe:
     return Recipe(model, ELBO(), latent="N(0,I) 20-d")
 
 
-def bare_loop(data, device: torch.device, steps: int) -> float:
+def bare_training(data, device: torch.device, compile_loss: bool = False):
+    """``run(steps)``: vaebench's Gaussian VAE, objective and Adam on the on-device data, without the runner.
+
+    ``compile_loss`` runs the model and objective under ``torch.compile`` (measured by
+    ``train_profile.py``, not how vaebench trains).
+    """
     recipe = gaussian_recipe(data.dim)
     model, objective = recipe.model.to(device), recipe.objective
     optimizer = make_optimizer("adam", default_param_groups(model)(1e-3))
     n = len(data.train)
     per_epoch = (n + BATCH - 1) // BATCH
+
+    def loss_of(x, y, index, step):
+        return objective(model, Batch(x, y, index), Progress(0, step, per_epoch, 1)).loss
+
+    loss_fn = torch.compile(loss_of) if compile_loss else loss_of
+
+    def run(steps: int) -> float:
+        """Train ``steps`` steps; their mean loss."""
+        done = 0
+        total = torch.zeros((), device=device)
+        while done < steps:
+            permutation = torch.randperm(n, device=device)
+            for step in range(min(per_epoch, steps - done)):
+                index = permutation[step * BATCH : (step + 1) * BATCH]
+                x, y = data.training_batch(index)
+                loss = loss_fn(x, y, index, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+                done += 1
+        return total.item() / done
+
+    return run
+
+
+def images_per_s(run, steps: int, device: torch.device) -> float:
+    """Training images/s of ``run(steps)``."""
     sync(device)
     start = time.perf_counter()
-    done = 0
-    total = torch.zeros((), device=device)
-    while done < steps:
-        permutation = torch.randperm(n, device=device)
-        for step in range(min(per_epoch, steps - done)):
-            index = permutation[step * BATCH : (step + 1) * BATCH]
-            x, y = data.training_batch(index)
-            terms = objective(model, Batch(x, y, index), Progress(0, step, per_epoch, 1))
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
-            total += terms.loss.detach()
-            done += 1
-    total.item()
+    run(steps)
     sync(device)
-    return done * BATCH / (time.perf_counter() - start)
+    return steps * BATCH / (time.perf_counter() - start)
+
+
+def bare_loop(data, device: torch.device, steps: int) -> float:
+    return images_per_s(bare_training(data, device), steps, device)
 
 
 # --- 4. the harness ---------------------------------------------------------------------------------
@@ -208,6 +232,20 @@ def is_seconds(data, device: torch.device, k: int, images: int, dtype: torch.dty
     return time.perf_counter() - start
 
 
+def report_parser(doc: str, report: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: where MNIST is, and where its report goes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST/raw (else $VAEBENCH_DATA or the cache)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name(report), help=f"the report (default benchmarks/{report})")
+    return parser
+
+
+def mnist(data_dir: Path | None, device: torch.device):
+    """MNIST as ``vaebench run --dataset mnist`` loads it, dynamically binarised, on ``device``."""
+    spec = DatasetSpec("mnist", "", torchvision_loader("MNIST"), val_fraction=1 / 12)
+    return prepare(spec, data_dir, "dynamic", device)
+
+
 def command_line(script: str, argv: list[str] | None) -> str:
     """The command that reproduces a report, as it was run."""
     return " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
@@ -247,21 +285,18 @@ def peak_memory_line() -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST/raw (else $VAEBENCH_DATA or the cache)")
+    parser = report_parser(__doc__, "RESULTS.md")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=7, help="rounds; each measures every loop back to back")
     parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
     parser.add_argument("--harness-epochs", type=int, default=1)
     parser.add_argument("--is-images", type=int, default=200, help="test images for the IS measurements")
     parser.add_argument("--full-is", action="store_true", help="time K = 5000 on all 10,000 test images")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = torch.device(args.device)
 
-    spec = DatasetSpec("mnist", "", torchvision_loader("MNIST"), val_fraction=1 / 12)
-    data = prepare(spec, args.data_dir, "dynamic", device)
+    data = mnist(args.data_dir, device)
     root = Path(data.source.split(" ")[0]).parent.parent  # <root>/MNIST/raw, for torchvision's reference loader
     log.info("MNIST from %s; %s", data.source, machine(device))
 
