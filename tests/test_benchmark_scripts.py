@@ -69,6 +69,20 @@ def test_training_profile_accounts_for_the_whole_step(benchmark_modules, shared_
     assert float(eager) == pytest.approx(float(compiled), rel=0.01)  # the same model and batch, other noise draws
 
 
+def test_training_profile_without_a_cpp_compiler_reports_why(benchmark_modules, shared_data, tmp_path, monkeypatch):
+    """A machine without a C++ compiler: the profile is still written, the compiled comparison says why not."""
+    import torch
+
+    _, train_profile = benchmark_modules
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # nothing compiled before can be reused
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, str(tmp_path / "no-such-compiler")))
+    out = tmp_path / "TRAIN_PROFILE.md"
+    assert train_profile.main(["--data-dir", str(shared_data), "--rounds", "1", "--steps", "3", "--out", str(out)]) == 0
+    rows = table_rows(out.read_text())
+    assert rows["compiled vs eager"][0].startswith("not measured: torch.compile failed on this machine (")
+    assert number(rows["matrix products (mm, addmm)"][0]) > 0
+
+
 def test_the_profile_sorts_ops_by_kind(benchmark_modules):
     _, train_profile = benchmark_modules
     assert train_profile.kind_of("aten::addmm") == "matrix products (mm, addmm)"
