@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from vaebench.cli import positive
 from vaebench.distributions import bernoulli_likelihood
 from vaebench.distributions.likelihoods import bernoulli_log_prob
 from vaebench.evaluation import decoding, eval_rows
@@ -41,7 +42,7 @@ from vaebench.training import train
 from vaebench.variant import BuildContext, SharedSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import command_line, machine, mnist, report_parser, write_report  # noqa: E402
+from speed import command_line, machine, mnist, report_parser, run_script, write_report  # noqa: E402
 
 CHUNK = 2048
 VARIANTS = ("gaussian", "mog-prior", "conditional", "gumbel-capacity", "bernoulli-sfe")
@@ -122,8 +123,8 @@ def precision_row(name: str, model, x, y, samples: int) -> str:
 
 def main(argv=None) -> int:
     parser = report_parser(__doc__, "IS_TRIALS.md")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--images", type=int, default=1000, help="test images for the accuracy comparisons (K = 1000)")
+    parser.add_argument("--epochs", type=positive(int), default=10)
+    parser.add_argument("--images", type=positive(int), default=1000, help="test images for the accuracy comparisons (K = 1000)")
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     data = mnist(args.data_dir, device)
@@ -227,4 +228,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -29,13 +29,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaebench.cli import OneLineParser, positive
 from vaebench.data import DatasetSpec, prepare, torchvision_loader
 from vaebench.distributions import StandardNormalPrior
+from vaebench.errors import UsageError
 from vaebench.metrics.is_nll import importance_log_likelihood
 from vaebench.models import GaussianVAE
 from vaebench.objectives import ELBO, Batch
@@ -175,10 +178,6 @@ def images_per_s(run, steps: int, device: torch.device) -> float:
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def bare_loop(data, device: torch.device, steps: int) -> float:
-    return images_per_s(bare_training(data, device), steps, device)
-
-
 # --- 4. the harness ---------------------------------------------------------------------------------
 
 
@@ -233,11 +232,23 @@ def is_seconds(data, device: torch.device, k: int, images: int, dtype: torch.dty
 
 
 def report_parser(doc: str, report: str) -> argparse.ArgumentParser:
-    """The options every benchmark script takes: where MNIST is, and where its report goes."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    """The options every benchmark script takes: where MNIST is, and where its report goes.
+
+    Like vaebench's own parser, a usage error is one line; :func:`run_script` prints it.
+    """
+    parser = OneLineParser(description=doc.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST/raw (else $VAEBENCH_DATA or the cache)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name(report), help=f"the report (default benchmarks/{report})")
     return parser
+
+
+def run_script(main: Callable[[], int]) -> int:
+    """A benchmark's ``main``, with bad input (a usage error, a missing --data-dir) as one line on stderr and exit code 2."""
+    try:
+        return main()
+    except UsageError as error:
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def mnist(data_dir: Path | None, device: torch.device):
@@ -287,10 +298,10 @@ def peak_memory_line() -> list[str]:
 def main(argv=None) -> int:
     parser = report_parser(__doc__, "RESULTS.md")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=7, help="rounds; each measures every loop back to back")
-    parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
-    parser.add_argument("--harness-epochs", type=int, default=1)
-    parser.add_argument("--is-images", type=int, default=200, help="test images for the IS measurements")
+    parser.add_argument("--repeats", type=positive(int), default=7, help="rounds; each measures every loop back to back")
+    parser.add_argument("--steps", type=positive(int), default=300, help="training steps per measurement")
+    parser.add_argument("--harness-epochs", type=positive(int), default=1)
+    parser.add_argument("--is-images", type=positive(int), default=200, help="test images for the IS measurements")
     parser.add_argument("--full-is", action="store_true", help="time K = 5000 on all 10,000 test images")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -310,8 +321,8 @@ def main(argv=None) -> int:
             rows["flops_onednn"].append(onednn_matmul_flops())
         # the reference runs before and after vaebench's loops (half the steps each), so a drift of
         # the machine's speed within the round falls on both sides of the ratio alike
-        before = reference_loop(root, device, args.steps // 2)
-        rows["bare"].append(bare_loop(data, device, args.steps))
+        before = reference_loop(root, device, max(1, args.steps // 2))
+        rows["bare"].append(images_per_s(bare_training(data, device), args.steps, device))
         h, w = harness(data, device, args.harness_epochs)
         rows["harness"].append(h)
         rows["harness_wall"].append(w)
@@ -401,4 +412,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

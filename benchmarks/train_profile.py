@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from vaebench.cli import positive
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speed import (  # noqa: E402
@@ -37,6 +38,7 @@ from speed import (  # noqa: E402
     matmul_flops,
     mnist,
     report_parser,
+    run_script,
     write_report,
 )
 
@@ -61,23 +63,22 @@ def profiled_ms_per_step(run, steps: int) -> dict[str, float]:
     return per_kind
 
 
-def first_loss(data, device, compile_loss: bool) -> float:
-    """The loss of the first step from seed 0."""
+def first_step_loss(data, device, compile_loss: bool) -> tuple:
+    """(the loop, the loss of its first step from seed 0): both loops start from the same weights and batch."""
     torch.manual_seed(0)
-    return bare_training(data, device, compile_loss)(1)
+    run = bare_training(data, device, compile_loss)
+    return run, run(1)
 
 
 def compiled_training(data, device):
-    """The bare loop with the model and objective compiled and warmed up; (None, reason) where torch.compile fails."""
+    """(loop, first step's loss, "") with the model and objective compiled; (None, None, reason) where torch.compile fails."""
     try:
-        compiled = bare_training(data, device, compile_loss=True)
-        compiled(20)  # compiles, before the clock starts
-        return compiled, ""
+        return (*first_step_loss(data, device, compile_loss=True), "")
     except RuntimeError as error:  # no C++ compiler, or a platform torch.compile does not support
-        return None, (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return None, None, (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def compile_rows(speeds: dict[str, list[float]], losses: tuple[float, float] | None, failure: str) -> list[str]:
+def compile_rows(speeds: dict[str, list[float]], losses: tuple[float, float | None], failure: str) -> list[str]:
     if failure:
         return [f"| compiled vs eager | not measured: torch.compile failed on this machine ({failure}) |"]
     ratios = [c / e for c, e in zip(speeds["compiled"], speeds["eager"])]
@@ -91,15 +92,17 @@ def compile_rows(speeds: dict[str, list[float]], losses: tuple[float, float] | N
 
 def main(argv=None) -> int:
     parser = report_parser(__doc__, "TRAIN_PROFILE.md")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
+    parser.add_argument("--rounds", type=positive(int), default=7)
+    parser.add_argument("--steps", type=positive(int), default=300, help="training steps per measurement")
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     data = mnist(args.data_dir, device)
 
-    eager = bare_training(data, device)
-    eager(20)
-    compiled, failure = compiled_training(data, device)
+    eager, first_eager = first_step_loss(data, device, compile_loss=False)
+    compiled, first_compiled, failure = compiled_training(data, device)
+    for run in (eager, compiled):
+        if run is not None:
+            run(20)  # warm-up (and, compiled, any recompilation), before the clock starts
     speeds = {"eager": [], "compiled": []}
     for _ in range(args.rounds):  # alternating, so the machine's drift falls on both alike
         speeds["eager"].append(images_per_s(eager, args.steps, device))
@@ -111,7 +114,6 @@ def main(argv=None) -> int:
     mm_rate = (mm_before + matmul_flops(device)) / 2
     profiled = sum(per_kind.values())
     step_matmul_rate = TRAIN_FLOPS_PER_IMAGE * BATCH / (per_kind[next(iter(KINDS))] / 1e3)
-    losses = None if compiled is None else (first_loss(data, device, False), first_loss(data, device, True))
 
     lines = [
         "# Training step profile",
@@ -137,11 +139,11 @@ def main(argv=None) -> int:
         "",
         "| measurement | result |",
         "|---|---|",
-        *compile_rows(speeds, losses, failure),
+        *compile_rows(speeds, (first_eager, first_compiled), failure),
         "",
     ]
     return write_report(args.out, lines)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def benchmark_modules(monkeypatch):
     import train_profile
 
     yield speed, train_profile
-    for name in ("speed", "train_profile"):
+    for name in ("speed", "train_profile", "is_trials"):
         sys.modules.pop(name, None)
 
 
@@ -90,3 +91,26 @@ def test_the_profile_sorts_ops_by_kind(benchmark_modules):
     assert train_profile.kind_of("aten::_fused_adam_") == "optimizer (fused Adam, zero_grad, their Python)"
     assert train_profile.kind_of("Optimizer.zero_grad#Adam.zero_grad") == "optimizer (fused Adam, zero_grad, their Python)"
     assert train_profile.kind_of("aten::softplus") == "everything else"
+
+
+def test_a_benchmark_script_refuses_bad_input_in_one_line(tmp_path):
+    """Run as a user runs it: exit code 2, one line naming the problem and the fix, no report written."""
+    missing, report = tmp_path / "no-such-folder", tmp_path / "report.md"
+    command = [sys.executable, str(BENCHMARKS / "speed.py"), "--data-dir", str(missing), "--out", str(report)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"speed.py: error: --data-dir {missing} does not exist; pass a folder that holds MNIST/raw"
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("script", ["is_trials", "train_profile"])
+@pytest.mark.parametrize("bad", [["--data-dir", "{missing}"], ["--rounds", "0"], ["--epochs", "0"]])
+def test_every_benchmark_script_refuses_bad_input(benchmark_modules, script, bad, tmp_path, monkeypatch, capsys):
+    speed, _ = benchmark_modules
+    module = __import__(script)
+    argv = [arg.format(missing=tmp_path / "no-such-folder") for arg in bad] + ["--out", str(tmp_path / "report.md")]
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
+    assert speed.run_script(module.main) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"{script}.py: error: ") and error.count("\n") == 1
+    assert not (tmp_path / "report.md").exists()

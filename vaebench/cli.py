@@ -25,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _positive(kind):
+def positive(kind):
     def parse(text: str):
         try:
             value = kind(text)
@@ -60,21 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, or a plugin's dataset")
     run.add_argument("--data-dir", type=Path, help="folder holding MNIST/raw or FashionMNIST/raw")
     run.add_argument("--budget", help="smoke, quick (default) or standard")
-    run.add_argument("--epochs", type=_positive(int), help="override the budget's epochs")
-    run.add_argument("--seeds", type=_positive(int), help="number of seeds, 0..N-1 (default 1)")
+    run.add_argument("--epochs", type=positive(int), help="override the budget's epochs")
+    run.add_argument("--seeds", type=positive(int), help="number of seeds, 0..N-1 (default 1)")
     run.add_argument("--device", help="auto (default), cpu or cuda")
     run.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT})")
     run.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones from their checkpoints")
     run.add_argument("--metrics", help="comma-separated metrics to compute (default all), e.g. throughput")
-    run.add_argument("--is-samples", type=_positive(int), help="importance samples K (default 1000 quick, 5000 standard)")
+    run.add_argument("--is-samples", type=positive(int), help="importance samples K (default 1000 quick, 5000 standard)")
     run.add_argument("--is-precision", help="decoder arithmetic inside IS-NLL: float32 (default) or bfloat16 (faster, recorded in every row)")
-    run.add_argument("--batch-size", type=_positive(int))
-    run.add_argument("--lr", type=_positive(float))
-    run.add_argument("--latent-dim", type=_positive(int))
+    run.add_argument("--batch-size", type=positive(int))
+    run.add_argument("--lr", type=positive(float))
+    run.add_argument("--latent-dim", type=positive(int))
     run.add_argument("--hidden", help="comma-separated hidden widths, e.g. 400 or 512,256")
     run.add_argument("--likelihood", help="pixel likelihood: bernoulli (default) or gaussian")
     run.add_argument("--binarization", help="dynamic (default), static, threshold or none")
-    run.add_argument("--patience", type=_positive(int), help="early stopping on validation -ELBO (off by default)")
+    run.add_argument("--patience", type=positive(int), help="early stopping on validation -ELBO (off by default)")
     run.add_argument("--option", action="append", type=_option, default=[], metavar="VARIANT.KEY=VALUE", help="a variant's own option")
 
     lst = sub.add_parser("list", help="variants, datasets and metrics with the plugin that provides each")
