@@ -49,7 +49,7 @@ def importance_log_likelihood(
     sample_chunk = max(1, min(samples, max_rows // image_chunk))
     sample_chunk = math.ceil(samples / math.ceil(samples / sample_chunk))  # equal chunks: no small remainder
     prior = model.prior.distribution()
-    out = []
+    log_px = torch.empty(n, device=x.device)
     for s in chunks(n, image_chunk):
         xb = x[s]
         yb = None if y is None else y[s]
@@ -67,8 +67,8 @@ def importance_log_likelihood(
                 )
             log_w = log_px_given_z + prior.log_prob(z) - q.log_prob(z)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-        out.append(total - math.log(samples))
-    return torch.cat(out)
+        log_px[s] = total - math.log(samples)
+    return log_px
 
 
 def _label_prior(ctx: EvalContext) -> Tensor:
