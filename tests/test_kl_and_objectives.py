@@ -52,9 +52,33 @@ def test_bernoulli_kl_is_dlog2_minus_entropy():
 
 
 def test_kl_warmup_schedule():
+    """Two warm-up epochs at 0, then four annealing epochs ending at weight 1 (not one epoch later)."""
     w = KLWarmup(warmup_epochs=2, anneal_epochs=4)
-    weights = [w(Progress(e, 0, 10, 10)) for e in range(8)]
-    assert weights == [0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    weights = [w(Progress(e, s, 10, 10)) for e in range(8) for s in (0, 9)]
+    assert weights == [0.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "warmup,anneal,expected",
+    [
+        (0, 1, [1.0, 1.0, 1.0]),  # no warm-up, one annealing epoch: weight 1 from the first epoch
+        (0, 0, [1.0, 1.0, 1.0]),  # no annealing at all
+        (3, 0, [0.0, 0.0, 0.0, 1.0]),  # warm-up only: a step to 1 right after it
+        (1, 2, [0.0, 0.5, 1.0, 1.0]),
+    ],
+)
+def test_kl_warmup_schedule_edges(warmup, anneal, expected):
+    w = KLWarmup(warmup_epochs=warmup, anneal_epochs=anneal)
+    assert [w(Progress(e, 0, 5, len(expected))) for e in range(len(expected))] == expected
+
+
+def test_kl_annealing_reaches_weight_one_within_its_first_forty_percent():
+    """kl-annealing's defaults: 0 for the first 10% of 50 epochs, 1 from the end of the next 30%."""
+    variant = load_plugins().registry.get("variant", "kl-annealing")
+    schedule = variant.schedule(50, variant.resolve_options({}))
+    weights = [schedule(Progress(e, 0, 11, 50)) for e in range(50)]
+    assert weights[:5] == [0.0] * 5 and weights[5] > 0
+    assert weights[18] < 1.0 and weights[19] == 1.0  # epoch 20 of 50 is the last annealing epoch
 
 
 def test_linear_ramp_reaches_final_value_linearly():

@@ -40,8 +40,10 @@ class Constant:
 class KLWarmup:
     """KL weight 0 for ``warmup_epochs``, then linear to 1 over ``anneal_epochs`` (reference 004).
 
-    The weight is constant within an epoch: epoch e gets
-    ``clip((e - warmup_epochs) / anneal_epochs, 0, 1)``.
+    The weight is constant within an epoch. Epochs ``0 .. warmup_epochs - 1`` get 0;
+    the annealing epochs ``warmup_epochs .. warmup_epochs + anneal_epochs - 1`` get
+    ``1/anneal_epochs, 2/anneal_epochs, ..., 1``, so the last annealing epoch already
+    trains at weight 1; every later epoch gets 1.
     """
 
     warmup_epochs: int
@@ -52,7 +54,7 @@ class KLWarmup:
             return 0.0
         if self.anneal_epochs <= 0:
             return 1.0
-        return min(1.0, (progress.epoch - self.warmup_epochs) / self.anneal_epochs)
+        return min(1.0, (progress.epoch - self.warmup_epochs + 1) / self.anneal_epochs)
 
 
 @dataclass(frozen=True)
