@@ -32,7 +32,7 @@ from vaebench.variant import Recipe, Variant
 def test_gaussian_smoke_run_writes_everything(tmp_path):
     result = run_tiny(tmp_path, ["gaussian"], epochs=2)
     run = tmp_path / "runs" / "gaussian" / "seed-0"
-    for name in ("config.json", "metrics.json", "history.csv", "model.pt", "checkpoint.pt", "is_nll_per_example.csv",
+    for name in ("config.json", "metrics.json", "history.csv", "model.safetensors", "checkpoint.pt", "is_nll_per_example.csv",
                  "samples.png", "samples_probs.png", "reconstructions.png", "latent_scatter.png", "loss_curves.png"):
         assert (run / name).exists(), name
     m = metrics_of(tmp_path, "gaussian")
@@ -214,7 +214,7 @@ def test_a_metric_that_fails_keeps_the_model_and_the_metrics_before_it(tmp_path)
     m = metrics_of(tmp_path, "careless")
     assert m["status"] == "failed" and "use --is-precision float32" in m["reason"]
     assert math.isfinite(m["neg_elbo"]) and "is_nll" not in m
-    assert (tmp_path / "runs/careless/seed-0/model.pt").exists()
+    assert (tmp_path / "runs/careless/seed-0/model.safetensors").exists()
 
 
 def test_epoch_log_keeps_host_values_on_the_host_and_finds_the_first_bad_step():
@@ -285,30 +285,74 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     run_tiny(tmp_path, ["ae-gmm"], epochs=1, metrics=["elbo"])
     state = torch.load(tmp_path / "runs/ae-gmm/seed-0/checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "objective", "rng", "generator", "history"} <= set(state)
-    model = torch.load(tmp_path / "runs/ae-gmm/seed-0/model.pt", weights_only=True)
+    from safetensors.torch import load_file
+
+    model = load_file(tmp_path / "runs/ae-gmm/seed-0/model.safetensors")
     assert "prior.means" in model  # the fitted GMM travels with the weights
 
 
-def test_early_stopping_on_validation_keeps_the_best_model(tmp_path, monkeypatch, digits):
-    import vaebench.training as training
-    from vaebench.plugin_manager import load_plugins as fresh
+class ScriptedValidation:
+    """Validation scores given in advance; remembers the weights it saw each epoch."""
+
+    name = "val_scripted"
+
+    def __init__(self, scores):
+        self.scores, self.snapshots = iter(scores), []
+
+    def __call__(self, model, data):
+        self.snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(self.scores)
+
+
+def _gaussian_recipe(digits, epochs, validation):
     from vaebench.variant import BuildContext, SharedSettings
 
-    scores = iter([10.0, 9.0, 9.5, 9.6, 9.7, 9.8, 9.9])
-    snapshots = []
+    variant = load_plugins().registry.get("variant", "gaussian")
+    recipe = variant.build(BuildContext(SharedSettings(hidden=(16,), latent_dim=2), digits.dim, 10, len(digits.train), epochs))
+    recipe.validation = validation
+    return recipe
 
-    def fake_validation(model, data, batch_size=4096):
-        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
-        return next(scores)
 
-    monkeypatch.setattr(training, "validation_neg_elbo", fake_validation)
-    variant = fresh().registry.get("variant", "gaussian")
-    recipe = variant.build(BuildContext(SharedSettings(hidden=(16,), latent_dim=2), digits.dim, 10, len(digits.train), 7))
-    result = training.train(recipe, digits, epochs=7, batch_size=128, lr=1e-3, optimizer="adam", seed=0,
-                            device=torch.device("cpu"), run_dir=tmp_path, patience=2)
-    assert result.epochs_run == 4 and result.best_epoch == 1 and result.stopped_early
+def _train(recipe, digits, tmp_path, epochs, **kwargs):
+    from vaebench.training import train
+
+    return train(recipe, digits, epochs=epochs, batch_size=128, lr=1e-3, optimizer="adam", seed=0,
+                 device=torch.device("cpu"), run_dir=tmp_path, **kwargs)
+
+
+def test_early_stopping_on_validation_keeps_the_best_model(tmp_path, digits):
+    validation = ScriptedValidation([10.0, 9.0, 9.5, 9.6, 9.7, 9.8, 9.9])
+    recipe = _gaussian_recipe(digits, 7, validation)
+    result = _train(recipe, digits, tmp_path, 7, patience=2)
+    assert result.epochs_run == 4 and result.best_epoch == 1 and result.stopped_early and result.selected_epoch == 1
     for key, value in recipe.model.state_dict().items():
-        torch.testing.assert_close(value, snapshots[1][key])  # the epoch-1 weights were restored
+        torch.testing.assert_close(value, validation.snapshots[1][key])  # the epoch-1 weights were restored
+
+
+def test_the_best_validation_epoch_is_evaluated_without_early_stopping(tmp_path, digits):
+    validation = ScriptedValidation([10.0, 8.0, 9.0, 9.5])
+    recipe = _gaussian_recipe(digits, 4, validation)
+    result = _train(recipe, digits, tmp_path / "best", 4)
+    assert result.epochs_run == 4 and not result.stopped_early and result.selected_epoch == 1
+    history = [h["val_scripted"] for h in result.history]
+    assert history == [10.0, 8.0, 9.0, 9.5]
+    for key, value in recipe.model.state_dict().items():
+        torch.testing.assert_close(value, validation.snapshots[1][key])
+
+    last = _gaussian_recipe(digits, 4, ScriptedValidation([10.0, 8.0, 9.0, 9.5]))
+    assert _train(last, digits, tmp_path / "last", 4, select_epoch="last").selected_epoch == 3
+    assert not torch.equal(last.model.decoder[0].weight, recipe.model.decoder[0].weight)
+
+
+def test_a_run_records_how_its_epoch_was_selected(tmp_path):
+    run_tiny(tmp_path, ["gaussian", "latent-opt", "ae-gmm"], epochs=3, metrics=["elbo"])
+    gaussian, latent_opt, ae_gmm = (metrics_of(tmp_path, v) for v in ("gaussian", "latent-opt", "ae-gmm"))
+    assert gaussian["selection"] == "best val_neg_elbo" and 0 <= gaussian["selected_epoch"] <= 2
+    history = pd.read_csv(tmp_path / "runs/gaussian/seed-0/history.csv")
+    assert gaussian["selected_epoch"] == int(history["val_neg_elbo"].idxmin())
+    assert latent_opt["selection"].startswith("last epoch (") and latent_opt["selected_epoch"] == 2
+    assert ae_gmm["selection"] == "best val_reconstruction"
+    assert "val_reconstruction" in pd.read_csv(tmp_path / "runs/ae-gmm/seed-0/history.csv")
 
 
 def test_early_stopping_is_off_by_default_and_recorded_when_on(tmp_path):

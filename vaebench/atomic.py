@@ -56,3 +56,23 @@ def load_torch(path: Path, map_location=None) -> Any:
     import torch
 
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_weights(path: Path, model) -> Path:
+    """A model's state dict as safetensors: tensors only, loadable without running code.
+
+    Tensors that share storage (a module registered under two names) are saved once.
+    """
+    from safetensors.torch import save_model
+
+    return write_atomic(path, lambda tmp: save_model(model, str(tmp)))
+
+
+def load_weights(path: Path, model, device="cpu") -> None:
+    """Fill ``model`` from a file written by :func:`save_weights` (strict: every key must match)."""
+    from safetensors.torch import load_model
+
+    missing, unexpected = load_model(model, str(path), strict=True, device=str(device))

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hidden", help="comma-separated hidden widths, e.g. 400 or 512,256")
     run.add_argument("--likelihood", help="pixel likelihood: bernoulli (default) or gaussian")
     run.add_argument("--binarization", help="dynamic (default), static, threshold or none")
-    run.add_argument("--patience", type=positive(int), help="early stopping on validation -ELBO (off by default)")
+    run.add_argument("--patience", type=positive(int), help="early stopping on the validation criterion (off by default)")
+    run.add_argument("--select-epoch", help="weights to evaluate: best-val (default, the best validation epoch) or last")
     run.add_argument("--option", action="append", type=_option, default=[], metavar="VARIANT.KEY=VALUE", help="a variant's own option")
 
     lst = sub.add_parser("list", help="variants, datasets and metrics with the plugin that provides each")
@@ -105,6 +106,7 @@ def _suite_kwargs(args) -> dict:
         "binarization": args.binarization,
         "likelihood": args.likelihood,
         "patience": args.patience,
+        "select_epoch": args.select_epoch,
         "data_dir": args.data_dir,
     }
     kwargs.update({k: v for k, v in flags.items() if v is not None})

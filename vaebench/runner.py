@@ -1,7 +1,7 @@
 """The runner: every (variant, seed) of a suite trained and evaluated under the same budget.
 
 One folder per run, ``<out>/runs/<variant>/seed-<n>/``, holding ``config.json``,
-``checkpoint.pt`` (each epoch), ``model.pt``, ``history.csv``,
+``checkpoint.pt`` (each epoch), ``model.safetensors``, ``history.csv``,
 ``metrics.json`` and PNGs. A run that raises or goes non-finite is recorded
 as failed with its reason, and the sweep goes on. ``resume`` keeps finished
 runs and continues unfinished ones from their last checkpoint.
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from vaebench import __version__
-from vaebench.atomic import save_torch, write_atomic, write_json
+from vaebench.atomic import WEIGHTS_FILE, save_weights, write_atomic, write_json
 from vaebench.data import prepare
 from vaebench.errors import TrainingFailure, UsageError
 from vaebench.evaluation import EvalContext, evaluate
@@ -131,6 +131,15 @@ def _status(path: Path) -> str:
         return ""
 
 
+def _selection(select_epoch: str, recipe) -> str:
+    """How the evaluated epoch was chosen, in words for the results row."""
+    if select_epoch == "last":
+        return "last epoch"
+    if recipe.validation is None:
+        return f"last epoch ({recipe.no_validation_reason or 'no validation criterion'})"
+    return f"best {recipe.validation.name}"
+
+
 def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path, reporter, resume) -> str | None:
     """Train and evaluate one run; return None on success or the failure's reason."""
     run_name = f"{variant.name} seed {seed}"
@@ -158,6 +167,7 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
                 n_train=len(data.train),
                 epochs=suite.epochs,
                 options=options,
+                dataset=data.name,
             )
         )
         record.update(latent=recipe.latent, n_parameters=count_parameters(recipe.model))
@@ -167,6 +177,7 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
                 **record,
                 "objective": recipe.objective.describe(),
                 "grad_clip": recipe.grad_clip,
+                "note": recipe.note,
                 "variant_description": variant.description,
                 "reference": variant.reference,
                 "vaebench_version": __version__,
@@ -188,19 +199,21 @@ def run_one(suite, variant, options, data, metrics, seed, device, run_dir: Path,
             reporter=reporter,
             patience=suite.patience,
             resume=resume,
-            validate=getattr(recipe.model, "amortized", True) or suite.patience is not None,
+            select_epoch=suite.select_epoch,
         )
         history = pd.DataFrame(training.history)
         write_atomic(run_dir / "history.csv", lambda tmp: history.to_csv(tmp, index=False))
         record.update(
             epochs_run=training.epochs_run,
             best_epoch=training.best_epoch,
+            selected_epoch=training.selected_epoch,
+            selection=_selection(suite.select_epoch, recipe),
             stopped_early=training.stopped_early,
             resumed_from_epoch=training.resumed_from_epoch,
         )
         if recipe.post_training is not None:
             record.update(recipe.post_training(recipe.model, data))
-        save_torch(run_dir / "model.pt", recipe.model.state_dict())
+        save_weights(run_dir / WEIGHTS_FILE, recipe.model)
         context = EvalContext(
             model=recipe.model,
             data=data,

@@ -17,6 +17,7 @@ import torch
 from vaebench.data import BINARIZATIONS
 from vaebench.distributions import LIKELIHOODS
 from vaebench.errors import UsageError
+from vaebench.training import SELECT_EPOCHS
 from vaebench.evaluation import IS_PRECISIONS
 from vaebench.variant import SharedSettings
 
@@ -33,7 +34,7 @@ class Budget:
 BUDGETS = {
     "smoke": Budget("smoke", epochs=2, is_samples=100),
     "quick": Budget("quick", epochs=50, is_samples=1000),
-    "standard": Budget("standard", epochs=200, is_samples=5000),
+    "standard": Budget("standard", epochs=100, is_samples=5000),
 }
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -51,7 +52,8 @@ class Suite:
     binarization: str = "dynamic"
     device: str = "auto"
     metrics: list[str] | None = None  # None: every registered metric
-    patience: int | None = None  # early stopping on validation -ELBO; off by default
+    patience: int | None = None  # early stopping on the validation criterion; off by default
+    select_epoch: str = "best-val"  # the evaluated weights: the best validation epoch, or the last
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: Path | None = None
 
@@ -65,6 +67,7 @@ class Suite:
             "binarization": self.binarization,
             "seeds": self.seeds,
             "early_stopping_patience": self.patience,
+            "select_epoch": self.select_epoch,
             **self.settings.as_dict(),
         }
 
@@ -72,7 +75,7 @@ class Suite:
 SUITE_KEYS = {
     "variants", "seeds", "dataset", "budget", "epochs", "is_samples", "is_precision", "hidden", "latent_dim",
     "likelihood", "optimizer", "lr", "batch_size", "binarization", "device", "metrics",
-    "patience", "options", "data_dir",
+    "patience", "select_epoch", "options", "data_dir",
 }
 
 
@@ -117,6 +120,7 @@ def make_suite(
     device: str = "auto",
     metrics: list[str] | None = None,
     patience: int | None = None,
+    select_epoch: str = "best-val",
     options: dict[str, dict[str, Any]] | None = None,
     data_dir: str | Path | None = None,
 ) -> Suite:
@@ -160,6 +164,8 @@ def make_suite(
         raise UsageError("binarization 'none' keeps grey pixels, which a Bernoulli likelihood cannot score; use --likelihood gaussian or --binarization dynamic")
     if patience is not None:
         patience = _positive_int("--patience", patience)
+    if select_epoch not in SELECT_EPOCHS:
+        raise UsageError(f"unknown select_epoch '{select_epoch}'; choose best-val (the best validation epoch) or last")
     return Suite(
         variants=list(variants),
         seeds=seed_list,
@@ -173,6 +179,7 @@ def make_suite(
         device=device,
         metrics=metrics,
         patience=patience,
+        select_epoch=select_epoch,
         options=dict(options or {}),
         data_dir=Path(data_dir) if data_dir is not None else None,
     )

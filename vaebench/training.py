@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ from torch import Tensor
 from vaebench.atomic import load_torch, save_torch
 from vaebench.data import ImageData
 from vaebench.errors import TrainingFailure
-from vaebench.objectives import Batch, elbo_parts
+from vaebench.objectives import Batch
 from vaebench.schedules import Progress
 from vaebench.variant import Recipe, default_param_groups, make_optimizer
 
@@ -60,6 +60,7 @@ class TrainingResult:
     best_epoch: int | None = None
     stopped_early: bool = False
     resumed_from_epoch: int = 0
+    selected_epoch: int | None = None  # the epoch whose weights the model holds now
     extra: dict = field(default_factory=dict)
 
     @property
@@ -120,19 +121,23 @@ class EpochLog:
         return self.names, table[:, [order.index(k) for k in self.names]]
 
 
-@torch.inference_mode()
-def validation_neg_elbo(model, data: ImageData, batch_size: int = 4096) -> float:
-    """The true (beta = 1) single-sample -ELBO on the validation split, nats per image."""
-    model.eval()
-    split = data.val
-    model.prepare_inference("val", split.x, split.y)
-    total = torch.zeros((), device=split.x.device)
-    for start in range(0, len(split), batch_size):
-        x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
-        index = torch.arange(start, start + len(x), device=x.device)
-        total += -elbo_parts(model, x, y, index, reparameterize=False).elbo.sum()
-    model.train()
-    return total.item() / len(split)
+def gradient_clipper(model: torch.nn.Module, grad_clip) -> Callable[[], None] | None:
+    """A function that clips the gradients as ``Recipe.grad_clip`` says, or ``None``."""
+    if grad_clip is None:
+        return None
+    if isinstance(grad_clip, (int, float)):
+        groups = [(list(model.parameters()), float(grad_clip))]
+    else:
+        groups = [(list(model.get_submodule(name).parameters()), float(norm)) for name, norm in grad_clip.items()]
+
+    def clip() -> None:
+        for params, norm in groups:
+            torch.nn.utils.clip_grad_norm_(params, norm)
+
+    return clip
+
+
+SELECT_EPOCHS = ("best-val", "last")
 
 
 def train(
@@ -150,10 +155,20 @@ def train(
     reporter: Reporter | None = None,
     patience: int | None = None,
     resume: bool = False,
-    validate: bool = True,
+    select_epoch: str = "best-val",
 ) -> TrainingResult:
-    """Train ``recipe`` on ``data.train``; raise :class:`TrainingFailure` on a non-finite term."""
+    """Train ``recipe`` on ``data.train``; raise :class:`TrainingFailure` on a non-finite term.
+
+    After every epoch ``recipe.validation`` scores the model on the validation split
+    (when the recipe has one). With ``select_epoch="best-val"`` the weights of the
+    best-scoring epoch are restored at the end, and ``patience`` stops training after
+    that many epochs without improvement. ``"last"`` keeps the last epoch's weights.
+    """
+    if select_epoch not in SELECT_EPOCHS:
+        raise ValueError(f"select_epoch must be one of {SELECT_EPOCHS}, got {select_epoch!r}")
     reporter = reporter or SilentReporter()
+    validation = recipe.validation
+    keep_best = select_epoch == "best-val" and validation is not None
     torch.manual_seed(seed)
     model, objective = recipe.model.to(device), recipe.objective.to(device)
     groups = (recipe.param_groups or default_param_groups(model))(lr)
@@ -180,6 +195,7 @@ def train(
         train_seconds, train_images = float(ckpt["train_seconds"]), int(ckpt["train_images"])
     resumed_from = start_epoch
 
+    clip = gradient_clipper(model, recipe.grad_clip)
     reporter.start(run_name, epochs)
     for record in history:
         reporter.epoch(run_name, record)
@@ -201,8 +217,8 @@ def train(
             terms = recipe.objective(model, Batch(x, y, index), progress)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
-            if recipe.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            if clip is not None:
+                clip()
             opt.step()
             log.add(step, {"loss": terms.loss.detach(), **terms.logs})
         names, table = log.read()  # the epoch's one host synchronisation
@@ -220,13 +236,14 @@ def train(
         record = {"epoch": epoch, **{name: total / n for name, total in zip(names, totals)}}
         record["train_seconds"] = seconds
         record["train_images_per_s"] = n / seconds if seconds > 0 else float("nan")
-        if validate:
-            record["val_neg_elbo"] = validation_neg_elbo(model, data)
-            if not math.isfinite(record["val_neg_elbo"]):
-                raise TrainingFailure(f"non-finite val_neg_elbo at epoch {epoch}")
-            if record["val_neg_elbo"] < best:
-                best, best_epoch, waited = record["val_neg_elbo"], epoch, 0
-                if patience is not None:
+        if validation is not None:
+            score = record[validation.name] = validation(model, data)
+            model.train()
+            if not math.isfinite(score):
+                raise TrainingFailure(f"non-finite {validation.name} at epoch {epoch}")
+            if score < best:
+                best, best_epoch, waited = score, epoch, 0
+                if keep_best:
                     best_state = copy.deepcopy(model.state_dict())
             else:
                 waited += 1
@@ -253,8 +270,8 @@ def train(
                 "train_images": train_images,
             },
         )
-    if patience is not None and best_state is not None:
-        model.load_state_dict(best_state)  # early stopping keeps the best validation model
+    if keep_best and best_state is not None:
+        model.load_state_dict(best_state)  # the best validation epoch is the one evaluated
     return TrainingResult(
         history=history,
         train_seconds=train_seconds,
@@ -263,6 +280,7 @@ def train(
         best_epoch=best_epoch,
         stopped_early=stopped_early,
         resumed_from_epoch=resumed_from,
+        selected_epoch=best_epoch if keep_best and best_state is not None else len(history) - 1,
     )
 
 

@@ -42,7 +42,11 @@ class SharedSettings:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a variant may read when it builds its recipe."""
+    """What a variant may read when it builds its recipe.
+
+    ``dataset`` is the dataset's registered name, for settings that depend on the
+    data (gumbel-capacity's capacities, as in JointVAE's per-dataset configurations).
+    """
 
     settings: SharedSettings
     x_dim: int
@@ -50,6 +54,7 @@ class BuildContext:
     n_train: int
     epochs: int
     options: dict = field(default_factory=dict)
+    dataset: str = ""
 
 
 @dataclass
@@ -62,15 +67,36 @@ class Recipe:
     ``epoch_metrics(model, data)`` runs after every epoch and adds values to the
     history (gumbel-capacity's NMI curve).
     ``latent`` describes the latent space for results rows.
+
+    ``grad_clip`` bounds gradient norms after each backward pass: one number clips all
+    parameters jointly; a mapping ``{submodule: max_norm}`` clips each named submodule
+    of the model on its own (bernoulli-sfe clips its encoder's score-function gradient
+    apart from its decoder's, as reference 000 does).
+
+    ``validation`` scores the model on the validation split after every epoch (lower is
+    better); the runner keeps the best epoch's weights when the suite selects on
+    validation, and early stopping waits on it. ``None`` means the variant cannot be
+    validated cheaply; ``no_validation_reason`` then says why, and the last epoch is used.
+    ``note`` is one line for the leaderboard's table note: what the row is, where the
+    variant departs from its reference.
     """
 
     model: nn.Module
     objective: Any
     latent: str
     param_groups: Callable[[float], list[dict]] | None = None
-    grad_clip: float | None = None
+    grad_clip: float | dict[str, float] | None = None
     post_training: Callable[[nn.Module, Any], dict] | None = None
     epoch_metrics: Callable[[nn.Module, Any], dict] | None = None
+    validation: Any = field(default_factory=lambda: _default_validation())
+    no_validation_reason: str = ""
+    note: str = ""
+
+
+def _default_validation():
+    from vaebench.validation import ValidationNegELBO
+
+    return ValidationNegELBO()
 
 
 class Variant:
