@@ -4,7 +4,10 @@ q(z|x) = Bernoulli(sigmoid(logits)) over ``bits`` latent bits (64 as in
 reference 000), prior Bernoulli(0.5), exact KL = D log 2 - H(q). The encoder's
 gradient is (log p(x|z) - b) grad log q(z|x) with b the running average of the
 reconstruction term over all previous updates; no reparameterisation and no
-straight-through. Gradients are clipped at norm 5, as in the reference.
+straight-through. As in the reference, the encoder's gradient (score function plus
+the exact KL's) and the decoder's gradient are clipped at norm 5 each, separately: a
+joint clip would let the score-function gradient's large norm shrink the decoder's
+gradient too.
 """
 
 from torch.distributions import Bernoulli, Independent
@@ -39,8 +42,11 @@ class BernoulliSFE(Variant):
     def build(self, context: BuildContext) -> Recipe:
         s, o = context.settings, context.options
         model = BernoulliLatentVAE(context.x_dim, s.hidden, o["bits"], s.likelihood, context.n_classes)
-        clip = o["grad_clip"] if o["grad_clip"] > 0 else None
-        return Recipe(model, ScoreFunctionELBO(), latent=f"Bernoulli(0.5) {o['bits']} bits", grad_clip=clip)
+        clip = {"encoder": o["grad_clip"], "decoder": o["grad_clip"]} if o["grad_clip"] > 0 else None
+        return Recipe(
+            model, ScoreFunctionELBO(), latent=f"Bernoulli(0.5) {o['bits']} bits", grad_clip=clip,
+            note=f"encoder and decoder gradients clipped at norm {o['grad_clip']:g} each" if clip else "no gradient clipping",
+        )
 
 
 @hookimpl
