@@ -66,7 +66,7 @@ class GumbelCapacity(Variant):
     name = "gumbel-capacity"
     description = "JointVAE: Gaussian z + Gumbel-softmax categorical c, capacity-controlled KLs; NMI per epoch"
     reference = "Dupont 2018, JointVAE (arXiv:1804.00104), eq. 7; Jang et al. 2017; shared/reference/001"
-    options = {"capacity": True, "gamma": 30.0, "capacity_z": 5.0, "capacity_c": 5.0, "temperature": 0.67, "ramp_fraction": 1.0}
+    options = {"capacity": True, "gamma": 30.0, "capacity_z": 5.0, "capacity_c": 5.0, "temperature": 0.67, "ramp_fraction": 1.0, "ramp_fraction_c": 1.0}
 
     def build(self, context: BuildContext) -> Recipe:
         s, o, k = context.settings, context.options, context.n_classes
@@ -74,7 +74,7 @@ class GumbelCapacity(Variant):
         objective = CapacityELBO(
             gamma=o["gamma"],
             c_z=LinearRamp(o["capacity_z"], o["ramp_fraction"]),
-            c_c=LinearRamp(min(o["capacity_c"], math.log(k)), o["ramp_fraction"]),
+            c_c=LinearRamp(min(o["capacity_c"], math.log(k)), o["ramp_fraction_c"]),
             temperature=o["temperature"],
             capacity=o["capacity"],
         )

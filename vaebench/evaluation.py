@@ -52,6 +52,12 @@ class EvalContext:
         return Split(whole.x[positions], whole.y[positions]), positions
 
 
+    def label_log_prior(self) -> Tensor:
+        """log p(y) of a label-conditioned model: the training split's label frequencies, on the CPU."""
+        counts = torch.bincount(self.data.train.y.cpu(), minlength=self.data.n_classes).double()
+        return (counts / counts.sum()).log().float()
+
+
 CPU_CHUNK_BYTES = 16 * 2**20  # float32 decoder output per importance-sampling chunk on a CPU
 
 
@@ -107,6 +113,10 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> tuple[dict, flo
     """
     ctx.model.eval()
     start = time.perf_counter()
+    prepare = getattr(ctx.model, "prepare_evaluation", None)
+    if prepare is not None:
+        with torch.inference_mode():
+            ctx.values.update(prepare(ctx.data, ctx.is_samples) or {})
     for metric in metrics:
         if on_metric is not None:
             on_metric(metric.name)

@@ -12,7 +12,13 @@ Optional capabilities, all with safe defaults here:
 * ``label_conditioned``: p(x|y); metrics also report the marginal over labels;
 * ``prepare_inference(split, x, y)``: called before a split is evaluated (latent
   optimisation fits q for unseen examples there);
-* ``cluster(x, y)``: the model's own discrete latent as class ids, or ``None``.
+* ``cluster(x, y)``: the model's own discrete latent as class ids, or ``None``;
+* ``proposal(x, y=None, index=None)``: what the likelihood metrics (test ELBO,
+  IS-NLL) sample z from; the posterior unless the model says otherwise, with
+  ``proposal_label`` naming it in the results;
+* ``prepare_evaluation(data, samples) -> dict``: called once before a trained model
+  is evaluated (ae-gmm chooses its proposal on the validation split there); the
+  values it returns are recorded with the run.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class LatentVariableModel(nn.Module):
 
     label_conditioned: bool = False
     prior: Prior
+    proposal_label: str = "q(z|x)"
 
     def __init__(self, likelihood: str, n_classes: int):
         super().__init__()
@@ -68,6 +75,10 @@ class LatentVariableModel(nn.Module):
 
     def prepare_inference(self, split: str, x: Tensor, y: Tensor) -> None:
         """Called before ``split`` is evaluated; amortised models need nothing."""
+
+    def proposal(self, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> Distribution:
+        """The distribution the likelihood metrics draw z from: by default the posterior."""
+        return self.posterior(x, y, index)
 
     def cluster(self, x: Tensor, y: Tensor | None = None) -> Tensor | None:
         """Class ids from the model's own discrete latent; ``None`` when it has none."""
@@ -99,6 +110,7 @@ class GaussianVAE(LatentVariableModel):
         self.condition_encoder = condition_encoder
         self.condition_decoder = condition_decoder
         self.label_conditioned = condition_encoder or condition_decoder
+        self.proposal_label = "q(z|x,y)" if condition_encoder else "q(z|x)"
         enc_in = x_dim + (n_classes if condition_encoder else 0)
         dec_in = latent_dim + (n_classes if condition_decoder else 0)
         self.encoder = mlp([enc_in, *hidden, 2 * latent_dim])
@@ -117,3 +129,9 @@ class GaussianVAE(LatentVariableModel):
                 label = label.expand(*z.shape[:-1], label.shape[-1])
             z = torch.cat([z, label], dim=-1)
         return self.decoder(z)
+
+
+def proposal_of(model, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> Distribution:
+    """``model.proposal`` where the model has one (every :class:`LatentVariableModel`), else its posterior."""
+    proposal = getattr(model, "proposal", None)
+    return proposal(x, y, index) if proposal is not None else model.posterior(x, y, index)

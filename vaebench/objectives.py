@@ -55,9 +55,14 @@ class ElboParts:
         return self.log_likelihood - self.kl
 
 
-def elbo_parts(model, x: Tensor, y: Tensor | None = None, index: Tensor | None = None, reparameterize: bool = True) -> ElboParts:
-    """One-sample ELBO terms per image: E_q log p(x|z) - KL(q(z|x) || p(z))."""
-    q = model.posterior(x, y, index)
+def elbo_parts(
+    model, x: Tensor, y: Tensor | None = None, index: Tensor | None = None, reparameterize: bool = True, q: Distribution | None = None
+) -> ElboParts:
+    """One-sample ELBO terms per image: E_q log p(x|z) - KL(q(z|x) || p(z)).
+
+    ``q`` defaults to ``model.posterior(x, y, index)``; evaluation passes the model's proposal.
+    """
+    q = model.posterior(x, y, index) if q is None else q
     z = q.rsample() if reparameterize else q.sample()
     log_likelihood = model.likelihood(z, y).log_prob(x)
     kl = kl_to_prior(q, model.prior.distribution(), z)

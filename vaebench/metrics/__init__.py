@@ -1,11 +1,12 @@
 """The built-in metrics (registered by the ``metrics`` built-in plugin)."""
 
 from vaebench.metrics.elbo import TestELBO
+from vaebench.metrics.gaps import InferenceGaps
 from vaebench.metrics.is_nll import ImportanceSampledNLL, importance_log_likelihood
 from vaebench.metrics.nmi import NMI
 from vaebench.metrics.pictures import Pictures
 from vaebench.metrics.throughput import Throughput
 
-BUILTIN_METRICS = (TestELBO, ImportanceSampledNLL, NMI, Throughput, Pictures)
+BUILTIN_METRICS = (TestELBO, ImportanceSampledNLL, InferenceGaps, NMI, Throughput, Pictures)
 
-__all__ = ["TestELBO", "ImportanceSampledNLL", "NMI", "Throughput", "Pictures", "importance_log_likelihood", "BUILTIN_METRICS"]
+__all__ = ["TestELBO", "InferenceGaps", "ImportanceSampledNLL", "NMI", "Throughput", "Pictures", "importance_log_likelihood", "BUILTIN_METRICS"]

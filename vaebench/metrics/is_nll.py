@@ -18,6 +18,7 @@ from torch import Tensor
 
 from vaebench.atomic import write_atomic
 from vaebench.evaluation import IS_PRECISIONS, EvalContext, chunks, decoding, eval_rows
+from vaebench.models import proposal_of
 from vaebench.prepacked_linear import with_prepacked_linears
 
 TRAIN_SUBSET = 1000  # train-vs-test comparison uses this many fixed training examples
@@ -53,7 +54,7 @@ def importance_log_likelihood(
     for s in chunks(n, image_chunk):
         xb = x[s]
         yb = None if y is None else y[s]
-        q = model.posterior(xb, yb, None if index is None else index[s])
+        q = proposal_of(model, xb, yb, None if index is None else index[s])
         total = torch.full((xb.shape[0],), -math.inf, device=xb.device)
         for k in chunks(samples, sample_chunk):
             z = q.sample((k.stop - k.start,))  # [S, B, D]
@@ -71,17 +72,12 @@ def importance_log_likelihood(
     return log_px
 
 
-def _label_prior(ctx: EvalContext) -> Tensor:
-    counts = torch.bincount(ctx.data.train.y.cpu(), minlength=ctx.data.n_classes).float()
-    return counts / counts.sum()
-
-
 def log_likelihoods(ctx: EvalContext, split, positions) -> dict[str, Tensor]:
     """Per-example log p(x) (and log p(x|y) for label-conditioned models), on the CPU."""
     model, k, rows, dtype = ctx.model, ctx.is_samples, ctx.eval_batch_rows, IS_PRECISIONS[ctx.is_precision]
     if not getattr(model, "label_conditioned", False):
         return {"log_px": importance_log_likelihood(model, split.x, split.y, positions, k, rows, dtype).cpu()}
-    log_prior = _label_prior(ctx).log()
+    log_prior = ctx.label_log_prior()
     per_class = []
     for c in range(ctx.data.n_classes):
         label = torch.full_like(split.y, c)
@@ -99,7 +95,7 @@ class ImportanceSampledNLL:
         values: dict = {
             "is_samples": ctx.is_samples,
             "is_precision": ctx.is_precision,
-            "is_proposal": getattr(ctx.model, "proposal", "q(z|x)"),
+            "is_proposal": getattr(ctx.model, "proposal_label", "q(z|x)"),
         }
         frames = []
         for split_name, limit in (("test", None), ("train", TRAIN_SUBSET)):
