@@ -23,15 +23,16 @@ p(x|z) / (1 - w).
 
 
 import torch
-from sklearn.mixture import GaussianMixture
+from pydantic import BaseModel, Field
 from torch.distributions import Independent, Normal
 
 from vaebench import hookimpl
+from vaebench.components import OPTIONS_CONFIG
 from vaebench.distributions import GaussianMixturePrior
 from vaebench.distributions.proposals import DefensiveMixture
 from vaebench.models import LatentVariableModel, mlp
 from vaebench.objectives import Reconstruction
-from vaebench.validation import ValidationReconstruction
+from vaebench.execution.validation import ValidationReconstruction
 from vaebench.variant import BuildContext, Recipe, Variant
 
 PROPOSAL_SCALES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # s, in units of the training codes' std
@@ -42,10 +43,10 @@ SELECTION_SEED = 2024
 
 
 class AutoencoderGMM(LatentVariableModel):
-    def __init__(self, x_dim, hidden, latent_dim, components, likelihood="bernoulli", n_classes=10):
+    def __init__(self, x_dim, hidden, latent_dim, components, likelihood="bernoulli", n_classes=10, activation="relu"):
         super().__init__(likelihood, n_classes)
-        self.encoder = mlp([x_dim, *hidden, latent_dim])
-        self.decoder = mlp([latent_dim, *reversed(hidden), x_dim])
+        self.encoder = mlp([x_dim, *hidden, latent_dim], activation)
+        self.decoder = mlp([latent_dim, *reversed(hidden), x_dim], activation)
         self.prior = GaussianMixturePrior(latent_dim, components)
         self.register_buffer("code_std", torch.ones(latent_dim))  # per-dimension std of the training codes
         # the proposal in use: weight 1 is the encoder-centred Gaussian alone, 0 the prior alone
@@ -84,7 +85,7 @@ class AutoencoderGMM(LatentVariableModel):
 
     def prepare_evaluation(self, data, samples: int) -> dict:
         """Choose (w, s) on a fixed validation subset; return what was chosen and how."""
-        from vaebench.metrics.is_nll import importance_log_likelihood
+        from vaebench.evaluation.importance import importance_log_likelihood
 
         val = data.val
         generator = torch.Generator().manual_seed(SELECTION_SEED)
@@ -106,18 +107,25 @@ class AutoencoderGMM(LatentVariableModel):
         }
 
 
+class Options(BaseModel):
+    model_config = OPTIONS_CONFIG
+    components: int = Field(20, ge=1, description="GaussianMixture components fitted on the training codes")
+
+
 class AEGMM(Variant):
     name = "ae-gmm"
     description = "deterministic autoencoder (reconstruction only) + sklearn GaussianMixture on its codes"
     reference = "shared/reference/000 (last exercise); Ghosh et al. 2020 (RAE, ex-post density estimation)"
-    options = {"components": 20}
+    options = Options
 
     def build(self, context: BuildContext) -> Recipe:
         s, o = context.settings, context.options
-        model = AutoencoderGMM(context.x_dim, s.hidden, s.latent_dim, o["components"], s.likelihood, context.n_classes)
+        model = AutoencoderGMM(context.x_dim, s.hidden, s.latent_dim, o["components"], s.likelihood, context.n_classes, s.activation)
 
         @torch.no_grad()
         def fit_gmm(model, data) -> dict:
+            from sklearn.mixture import GaussianMixture  # imported here: sklearn is slow to import
+
             model.eval()
             codes = torch.cat([model.encode(data.split("train").x[i : i + 4096]) for i in range(0, len(data.train), 4096)])
             codes_np = codes.double().cpu().numpy()

@@ -10,9 +10,11 @@ joint clip would let the score-function gradient's large norm shrink the decoder
 gradient too.
 """
 
+from pydantic import BaseModel, Field
 from torch.distributions import Bernoulli, Independent
 
 from vaebench import hookimpl
+from vaebench.components import OPTIONS_CONFIG
 from vaebench.distributions import BernoulliPrior
 from vaebench.models import LatentVariableModel, mlp
 from vaebench.objectives import ScoreFunctionELBO
@@ -20,10 +22,10 @@ from vaebench.variant import BuildContext, Recipe, Variant
 
 
 class BernoulliLatentVAE(LatentVariableModel):
-    def __init__(self, x_dim, hidden, bits, likelihood="bernoulli", n_classes=10):
+    def __init__(self, x_dim, hidden, bits, likelihood="bernoulli", n_classes=10, activation="relu"):
         super().__init__(likelihood, n_classes)
-        self.encoder = mlp([x_dim, *hidden, bits])
-        self.decoder = mlp([bits, *reversed(hidden), x_dim])
+        self.encoder = mlp([x_dim, *hidden, bits], activation)
+        self.decoder = mlp([bits, *reversed(hidden), x_dim], activation)
         self.prior = BernoulliPrior(bits)
 
     def posterior(self, x, y=None, index=None):
@@ -33,15 +35,21 @@ class BernoulliLatentVAE(LatentVariableModel):
         return self.decoder(z)
 
 
+class Options(BaseModel):
+    model_config = OPTIONS_CONFIG
+    bits: int = Field(64, ge=1, description="latent bits")
+    grad_clip: float = Field(5.0, ge=0, description="max gradient norm of the encoder and of the decoder, each (0: no clipping)")
+
+
 class BernoulliSFE(Variant):
     name = "bernoulli-sfe"
     description = "Bernoulli-latent VAE, score-function gradient with a running-average baseline"
     reference = "Williams 1992 (REINFORCE); Mnih & Gregor 2014; shared/reference/000"
-    options = {"bits": 64, "grad_clip": 5.0}
+    options = Options
 
     def build(self, context: BuildContext) -> Recipe:
         s, o = context.settings, context.options
-        model = BernoulliLatentVAE(context.x_dim, s.hidden, o["bits"], s.likelihood, context.n_classes)
+        model = BernoulliLatentVAE(context.x_dim, s.hidden, o["bits"], s.likelihood, context.n_classes, s.activation)
         clip = {"encoder": o["grad_clip"], "decoder": o["grad_clip"]} if o["grad_clip"] > 0 else None
         return Recipe(
             model, ScoreFunctionELBO(), latent=f"Bernoulli(0.5) {o['bits']} bits", grad_clip=clip,

@@ -13,8 +13,10 @@ the training label frequencies, and ``is_nll`` estimates the marginal
 """
 
 import torch
+from pydantic import BaseModel, Field
 
 from vaebench import hookimpl
+from vaebench.components import OPTIONS_CONFIG
 from vaebench.distributions import StandardNormalPrior
 from vaebench.models import GaussianVAE
 from vaebench.objectives import ELBO, WeightedKL
@@ -33,17 +35,23 @@ class ConditionalVAE(GaussianVAE):
         return torch.stack(rows)
 
 
+class Options(BaseModel):
+    model_config = OPTIONS_CONFIG
+    beta: float = Field(1.0, gt=0, description="KL weight while training (evaluation is always at beta = 1)")
+    condition_encoder: bool = Field(True, description="the encoder gets onehot(y) too: q(z|x,y)")
+
+
 class Conditional(Variant):
     name = "conditional"
     description = "conditional VAE: encoder and decoder get onehot(y); NLL as log p(x|y) and marginal log p(x)"
     reference = "Sohn et al. 2015; shared/reference/001"
-    options = {"beta": 1.0, "condition_encoder": True}
+    options = Options
 
     def build(self, context: BuildContext) -> Recipe:
         s, o = context.settings, context.options
         model = ConditionalVAE(
             context.x_dim, s.hidden, s.latent_dim, StandardNormalPrior(s.latent_dim), s.likelihood, context.n_classes,
-            condition_encoder=o["condition_encoder"], condition_decoder=True,
+            condition_encoder=o["condition_encoder"], condition_decoder=True, activation=s.activation,
         )
         objective = ELBO() if o["beta"] == 1.0 else WeightedKL(Constant(o["beta"]))
         encoder = "encoder and decoder get onehot(y)" if o["condition_encoder"] else "decoder gets onehot(y), as in reference 001"

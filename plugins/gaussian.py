@@ -2,7 +2,8 @@
 
 q(z|x) = N(mu, diag sigma^2) from an MLP encoder, prior N(0, I), Bernoulli
 likelihood on logits; reparameterised single-sample ELBO with the closed-form
-KL from torch.distributions.
+KL from torch.distributions. Its networks take any registered prior
+(``--prior vampprior``) and objective (``--objective iwae``).
 """
 
 from vaebench import hookimpl
@@ -16,12 +17,15 @@ class Gaussian(Variant):
     name = "gaussian"
     description = "Gaussian VAE: MLP encoder to (mu, log sigma^2), prior N(0, I), reparameterised ELBO"
     reference = "Kingma & Welling 2014 (arXiv:1312.6114); shared/reference/000"
+    accepts_prior = True
+    accepts_objective = True
 
     def build(self, context: BuildContext) -> Recipe:
         s = context.settings
-        prior = StandardNormalPrior(s.latent_dim)
-        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes)
-        return Recipe(model, ELBO(), latent=f"N(0,I) {s.latent_dim}-d")
+        prior = context.prior or StandardNormalPrior(s.latent_dim)
+        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation)
+        latent = f"{getattr(prior, 'label', 'N(0,I)')} {s.latent_dim}-d"
+        return Recipe(model, context.objective or ELBO(), latent=latent)
 
 
 @hookimpl

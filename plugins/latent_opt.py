@@ -12,9 +12,11 @@ decoder (Cremer et al. 2018).
 """
 
 import torch
+from pydantic import BaseModel, Field
 from torch import nn
 
 from vaebench import hookimpl
+from vaebench.components import OPTIONS_CONFIG
 from vaebench.distributions import StandardNormalPrior
 from vaebench.models import LatentVariableModel, mlp
 from vaebench.objectives import ELBO, elbo_parts
@@ -37,9 +39,10 @@ class LatentTable(nn.Module):
 class LatentOptimisation(LatentVariableModel):
     amortized = False
 
-    def __init__(self, x_dim, hidden, latent_dim, n_train, likelihood="bernoulli", n_classes=10, inference_lr=1e-2, inference_steps=100):
+    def __init__(self, x_dim, hidden, latent_dim, n_train, likelihood="bernoulli", n_classes=10, inference_lr=1e-2, inference_steps=100,
+                 activation="relu"):
         super().__init__(likelihood, n_classes)
-        self.decoder = mlp([latent_dim, *reversed(hidden), x_dim])
+        self.decoder = mlp([latent_dim, *reversed(hidden), x_dim], activation)
         self.latents = LatentTable(n_train, latent_dim)
         self.prior = StandardNormalPrior(latent_dim)
         self.latent_dim, self.inference_lr, self.inference_steps = latent_dim, inference_lr, inference_steps
@@ -99,18 +102,24 @@ class LatentOptimisation(LatentVariableModel):
         return table
 
 
+class Options(BaseModel):
+    model_config = OPTIONS_CONFIG
+    latent_lr_multiplier: float = Field(10.0, gt=0, description="the latent table's learning rate, in units of the decoder's")
+    inference_steps: int = Field(100, ge=1, description="Adam steps fitting q for unseen images, decoder frozen")
+
+
 class LatentOpt(Variant):
     name = "latent-opt"
     description = "latent optimisation: no encoder, per-example (mu, log sigma^2) at 10x lr; test q fitted with decoder frozen"
     reference = "Bojanowski et al. 2018 (GLO), Hoffman et al. 2013 (SVI); shared/reference/002"
-    options = {"latent_lr_multiplier": 10.0, "inference_steps": 100}
+    options = Options
 
     def build(self, context: BuildContext) -> Recipe:
         s, o = context.settings, context.options
         table_lr = s.lr * o["latent_lr_multiplier"]
         model = LatentOptimisation(
             context.x_dim, s.hidden, s.latent_dim, context.n_train, s.likelihood, context.n_classes,
-            inference_lr=table_lr, inference_steps=o["inference_steps"],
+            inference_lr=table_lr, inference_steps=o["inference_steps"], activation=s.activation,
         )
 
         def groups(lr):

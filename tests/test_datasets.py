@@ -101,7 +101,18 @@ def test_corrupt_idx_files_are_a_usage_error(shared_data, tmp_path, damage):
         target.write_bytes(target.read_bytes()[:1000])
     else:
         target.write_bytes(b"\x00\x01\x02\x03" * 10)
-    with pytest.raises(UsageError, match="corrupt or truncated"):
+    expected = "is truncated" if damage == "truncate" else "wrong magic number"
+    with pytest.raises(UsageError, match=f"{target}.*{expected}.*delete .*t10k-images-idx3-ubyte so that it downloads again"):
+        torchvision_loader("MNIST")(tmp_path)
+
+
+def test_truncated_labels_name_the_labels_file(shared_data, tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(shared_data / "MNIST" / "raw", raw)
+    labels = raw / "train-labels-idx1-ubyte"
+    labels.chmod(0o644)
+    labels.write_bytes(labels.read_bytes()[:-1000])
+    with pytest.raises(UsageError, match="train-labels-idx1-ubyte is truncated \\(59,008 of 60,008 bytes\\)"):
         torchvision_loader("MNIST")(tmp_path)
 
 

@@ -12,7 +12,8 @@ from vaebench.distributions import BernoulliPrior, MixturePrior, StandardNormalP
 from vaebench.models import gaussian_from
 from vaebench.objectives import Batch, CapacityELBO, ScoreFunctionELBO, WeightedKL, kl_to_prior
 from vaebench.schedules import KLWarmup, LinearRamp, Progress
-from vaebench.variant import BuildContext, SharedSettings
+from vaebench.settings import RunSettings
+from vaebench.variant import BuildContext
 from vaebench.plugin_manager import load_plugins
 
 
@@ -91,7 +92,7 @@ def test_linear_ramp_reaches_final_value_linearly():
 def build(variant_name, epochs=4, **options):
     plugins = load_plugins()
     variant = plugins.registry.get("variant", variant_name)
-    ctx = BuildContext(SharedSettings(hidden=(16,), latent_dim=3), x_dim=6, n_classes=4, n_train=20, epochs=epochs, options=variant.resolve_options(options))
+    ctx = BuildContext(RunSettings(hidden=(16,), latent_dim=3), x_dim=6, n_classes=4, n_train=20, epochs=epochs, options=variant.resolve_options(options))
     return variant.build(ctx)
 
 

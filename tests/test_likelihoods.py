@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Independent, Normal
 
-from vaebench.compiled import InferenceKernel
+from vaebench import fast
+from vaebench.fast import InferenceKernel
 from vaebench.distributions import bernoulli_likelihood, gaussian_likelihood
 from vaebench.distributions.likelihoods import GAUSSIAN_SCALE, bernoulli_log_prob, gaussian_log_prob
 
@@ -83,17 +84,30 @@ def squared_sum(a):
     return (a * a).sum(-1)
 
 
-def test_kernel_runs_compiled_only_without_gradients():
+def test_kernel_runs_compiled_only_without_gradients_in_a_large_evaluation():
+    """Compiling costs seconds, so a kernel compiles only inside fast.compiling(rows) for rows
+    enough to repay it, and only for calls without gradients (training stays eager)."""
     kernel = InferenceKernel(squared_sum)
     calls = []
-    compiled = kernel.compiled
-    kernel.compiled = lambda *args: calls.append(1) or compiled(*args)
+    kernel.compiled = lambda *args: calls.append(1) or squared_sum(*args)
     a = torch.randn(5, 7)
     torch.testing.assert_close(kernel(a), squared_sum(a))
-    assert calls == []  # gradients on: eager
     with torch.inference_mode():
         torch.testing.assert_close(kernel(a), squared_sum(a))
-    assert calls == [1] and not kernel.eager_only
+        with fast.compiling(fast.COMPILE_MIN_ROWS - 1) as allowed:
+            assert not allowed and kernel(a) is not None
+    assert calls == []  # gradients on, or no large evaluation: eager
+    with fast.compiling(fast.COMPILE_MIN_ROWS) as allowed:
+        torch.testing.assert_close(kernel(a), squared_sum(a))  # gradients on: still eager
+        with torch.inference_mode():
+            torch.testing.assert_close(kernel(a), squared_sum(a))
+    assert allowed and calls == [1] and not kernel.eager_only
+
+
+def test_fast_paths_off_compiles_nothing(monkeypatch):
+    monkeypatch.setenv(fast.FAST_ENV, "0")
+    with fast.compiling(10**9) as allowed:
+        assert not allowed
 
 
 def cubed_sum(a):
@@ -103,31 +117,61 @@ def cubed_sum(a):
 def test_kernel_stays_eager_with_one_warning_when_compiling_fails(tmp_path, monkeypatch, caplog):
     """A machine without a C++ compiler: the real torch.compile failure, not a stand-in."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # nothing compiled before can be reused
+    import torch._inductor.config
+
     monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, str(tmp_path / "no-such-compiler")))
     kernel = InferenceKernel(cubed_sum)
     a = torch.randn(5, 7)
-    with caplog.at_level(logging.WARNING, logger="vaebench.compiled"), torch.inference_mode():
+    with caplog.at_level(logging.WARNING, logger="vaebench.fast"), torch.inference_mode(), fast.compiling(fast.COMPILE_MIN_ROWS):
         first, second = kernel(a), kernel(a)
     torch.testing.assert_close(first, cubed_sum(a))
     torch.testing.assert_close(second, cubed_sum(a))
     assert kernel.eager_only
-    warnings = [r.getMessage() for r in caplog.records if r.name == "vaebench.compiled"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "vaebench.fast"]
     assert len(warnings) == 1 and "cubed_sum" in warnings[0] and "eagerly" in warnings[0]
 
 
 def test_kernel_stays_eager_where_torch_compile_refuses_the_platform(monkeypatch, caplog):
-    """torch.compile itself raising (an OS or Python it does not support) must not break importing vaebench."""
+    """torch.compile itself raising (an OS or Python it does not support) costs speed, not results."""
 
     def refuse(*args, **kwargs):
         raise RuntimeError("Windows not yet supported for torch.compile")
 
     monkeypatch.setattr(torch, "compile", refuse)
-    with caplog.at_level(logging.WARNING, logger="vaebench.compiled"):
-        kernel = InferenceKernel(cubed_sum)
+    kernel = InferenceKernel(cubed_sum)
     a = torch.randn(5, 7)
-    with torch.inference_mode():
+    with caplog.at_level(logging.WARNING, logger="vaebench.fast"), torch.inference_mode(), fast.compiling(fast.COMPILE_MIN_ROWS):
         torch.testing.assert_close(kernel(a), cubed_sum(a))
     assert kernel.eager_only
-    assert [r.getMessage() for r in caplog.records if r.name == "vaebench.compiled"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "vaebench.fast"] == [
         "torch.compile failed for cubed_sum (Windows not yet supported for torch.compile); evaluating it eagerly, which is slower"
     ]
+
+
+def test_training_and_is_nll_give_the_same_numbers_with_the_fast_paths_off_and_on(digits, tmp_path, monkeypatch):
+    """The speed paths (compiled likelihood, prepacked oneDNN linears) change speed, never results:
+    a short training and an IS-NLL with VAEBENCH_FAST=0 and with every fast path forced on."""
+    from helpers import metrics_of, run_tiny
+
+    results = {}
+    for fast_on in (False, True):
+        monkeypatch.setenv(fast.FAST_ENV, "1" if fast_on else "0")
+        monkeypatch.setattr(fast, "COMPILE_MIN_ROWS", 0 if fast_on else 10**12)  # compile even this small evaluation
+        run_tiny(tmp_path / str(fast_on), ["gaussian"], epochs=2, metrics=["elbo", "is_nll"], is_samples=50)
+        results[fast_on] = metrics_of(tmp_path / str(fast_on), "gaussian")
+    off, on = results[False], results[True]
+    assert off["neg_elbo"] == pytest.approx(on["neg_elbo"], abs=1e-4)  # same training, same ELBO
+    assert off["is_nll"] == pytest.approx(on["is_nll"], abs=1e-3)  # same draws; float32 summation order only
+    assert bernoulli_log_prob.compiled is not None or bernoulli_log_prob.eager_only  # the compiled path was taken (or failed)
+
+
+def test_listing_components_loads_no_compiler():
+    """`vaebench list` and friends import no dynamo or inductor: they start as fast as torch does."""
+    import subprocess
+    import sys
+
+    for argv in (["list", "--json"], ["plugins", "--json"], ["--help"]):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "vaebench", *argv], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        modules = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+        assert modules and not any(m.startswith(("torch._dynamo", "torch._inductor", "torchvision")) for m in modules), argv

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from vaebench import prepacked_linear
+from vaebench import fast as prepacked_linear
 from vaebench.distributions.priors import StandardNormalPrior
 from vaebench.models import GaussianVAE
-from vaebench.prepacked_linear import PrepackedLinear, onednn_linear_available, with_prepacked_linears
+from vaebench.fast import PrepackedLinear, onednn_linear_available, with_prepacked_linears
 
 needs_onednn = pytest.mark.skipif(
     not onednn_linear_available(), reason="this torch build has no oneDNN linear kernels (the layer falls back to F.linear)"

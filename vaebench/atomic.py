@@ -13,14 +13,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)``, then move the temporary file onto ``path``."""
+    """Call ``write(tmp_path)``, then move the temporary file onto ``path``.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask),
+    not the 0600 of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -76,3 +90,13 @@ def load_weights(path: Path, model, device="cpu") -> None:
     from safetensors.torch import load_model
 
     missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
+
+
+def clean_temporary_files(folder: Path) -> list[Path]:
+    """Remove the temporary files a killed writer left under ``folder`` (``.NAME.XXXX.tmp``)."""
+    removed = []
+    for tmp in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

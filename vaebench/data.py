@@ -8,6 +8,7 @@ fresh binary pixels on the device for every training batch.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,8 +144,13 @@ def apply_policy(x: Tensor, policy: str, seed: int) -> Tensor:
     raise UsageError(f"unknown binarization '{policy}'; choose one of {', '.join(BINARIZATIONS)}")
 
 
-def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device: torch.device) -> ImageData:
-    """Load ``spec``, split it with the fixed split seed and move it to ``device``."""
+def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device: torch.device, val_images: int | None = None) -> ImageData:
+    """Load ``spec``, split it with the fixed split seed and move it to ``device``.
+
+    ``val_images`` holds that many training images out for validation instead of the
+    dataset's ``val_fraction`` (for example 10,000 to match the 50k/10k/10k split of
+    the binarised-MNIST literature).
+    """
     if binarization not in BINARIZATIONS:
         raise UsageError(f"unknown binarization '{binarization}'; choose one of {', '.join(BINARIZATIONS)}")
     raw = spec.load(data_dir)
@@ -158,7 +164,9 @@ def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device:
     else:
         test_x, test_y = raw.test_x.float(), raw.test_y.long()
     order = torch.randperm(len(x), generator=generator)
-    n_val = int(round(spec.val_fraction * len(x)))
+    n_val = int(round(spec.val_fraction * len(x))) if val_images is None else int(val_images)
+    if not 0 < n_val < len(x):
+        raise UsageError(f"--val-images {n_val} leaves no training or no validation images ({len(x)} in all); choose fewer")
     val_x, val_y = x[order[:n_val]], y[order[:n_val]]
     train_x, train_y = x[order[n_val:]], y[order[n_val:]]
 
@@ -231,6 +239,8 @@ def torchvision_loader(cls_name: str) -> Callable[[Path | None], RawData]:
             raw_dir = root / cls_name / "raw"
             if not raw_dir.is_dir():
                 continue
+            for name in IDX_FILES:  # name the damaged file before torchvision trips over it
+                check_idx(raw_dir / name)
             try:
                 train = _torchvision_split(cls, root, True, download=False)
                 test = _torchvision_split(cls, root, False, download=False)
@@ -256,6 +266,36 @@ def torchvision_loader(cls_name: str) -> Callable[[Path | None], RawData]:
         return _raw_from(train, test, f"{cache / cls_name / 'raw'} (downloaded)")
 
     return load
+
+
+IDX_FILES = {  # what torchvision's MNIST-layout datasets read, and the IDX magic of each
+    "train-images-idx3-ubyte": 0x0803,
+    "train-labels-idx1-ubyte": 0x0801,
+    "t10k-images-idx3-ubyte": 0x0803,
+    "t10k-labels-idx1-ubyte": 0x0801,
+}
+
+
+def check_idx(path: Path) -> None:
+    """Raise :class:`UsageError` naming ``path`` when it exists but is not a whole IDX file
+    (a wrong magic number, or fewer bytes than its header promises)."""
+    if not path.exists():
+        return  # missing files are torchvision's to report (or to download)
+    fix = f"delete {path} so that it downloads again, or pass --data-dir to a good copy"
+    expected_magic = IDX_FILES[path.name]
+    with open(path, "rb") as handle:
+        header = handle.read(4)
+        if len(header) < 4 or int.from_bytes(header, "big") != expected_magic:
+            raise UsageError(f"{path} is not an IDX file of its kind (wrong magic number); {fix}")
+        dims = header[3]
+        shape_bytes = handle.read(4 * dims)
+    if len(shape_bytes) < 4 * dims:
+        raise UsageError(f"{path} is truncated inside its header; {fix}")
+    shape = [int.from_bytes(shape_bytes[4 * i : 4 * i + 4], "big") for i in range(dims)]
+    expected = 4 + 4 * dims + math.prod(shape)
+    size = path.stat().st_size
+    if size < expected:
+        raise UsageError(f"{path} is truncated ({size:,} of {expected:,} bytes); {fix}")
 
 
 def _raw_from(train, test, source: str) -> RawData:

@@ -33,9 +33,26 @@ def register_datasets(register):
 
 @hookspec
 def register_metrics(register):
-    """Register metrics: ``register(metric)``; ``metric.name`` is its key."""
+    """Register metrics: ``register(metric)`` with ``name``, ``description``, ``columns`` (a tuple of
+    :class:`vaebench.evaluation.context.Column`) and ``__call__(context) -> dict``; every declared
+    column reaches the leaderboard."""
 
 
 @hookspec
 def register_priors(register):
-    """Register priors: ``register(prior_spec)`` with ``.name`` and ``.build(latent_dim) -> Prior``."""
+    """Register priors: ``register(prior)``, a :class:`vaebench.components.PriorComponent` whose
+    ``build(context)`` returns a :class:`vaebench.distributions.priors.Prior` (``log_prob(z) -> [B]``,
+    ``sample(n) -> [n, D]``). Variants that accept priors use it: ``--prior NAME``."""
+
+
+@hookspec
+def register_objectives(register):
+    """Register training objectives: ``register(objective)``, a
+    :class:`vaebench.components.ObjectiveComponent` whose ``build(context)`` returns an objective
+    ``(model, batch, progress) -> Terms`` (see vaebench.objectives). ``--objective NAME``."""
+
+
+@hookspec
+def register_callbacks(register):
+    """Register callbacks: ``register(callback)`` with ``name`` and any of ``on_run_start(run)``,
+    ``on_epoch_end(run, record)``, ``on_run_end(run, record)``; trackers and loggers are callbacks."""

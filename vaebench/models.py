@@ -35,14 +35,25 @@ from vaebench.distributions.validation import UNCHECKED
 from vaebench.distributions.priors import Prior
 
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of ``sizes`` with ReLU between them (none after the last)."""
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` (relu or tanh) between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+def use_prior(model: nn.Module, prior: Prior) -> Prior:
+    """Give ``prior`` to ``model``; a prior that needs the model (the VampPrior) is bound to it."""
+    bind = getattr(prior, "bind", None)
+    if bind is not None:
+        bind(model)
+    return prior
 
 
 def gaussian_from(params: Tensor) -> Distribution:
@@ -105,6 +116,7 @@ class GaussianVAE(LatentVariableModel):
         n_classes: int = 10,
         condition_encoder: bool = False,
         condition_decoder: bool = False,
+        activation: str = "relu",
     ):
         super().__init__(likelihood, n_classes)
         self.condition_encoder = condition_encoder
@@ -113,9 +125,9 @@ class GaussianVAE(LatentVariableModel):
         self.proposal_label = "q(z|x,y)" if condition_encoder else "q(z|x)"
         enc_in = x_dim + (n_classes if condition_encoder else 0)
         dec_in = latent_dim + (n_classes if condition_decoder else 0)
-        self.encoder = mlp([enc_in, *hidden, 2 * latent_dim])
-        self.decoder = mlp([dec_in, *reversed(hidden), x_dim])
-        self.prior = prior
+        self.encoder = mlp([enc_in, *hidden, 2 * latent_dim], activation)
+        self.decoder = mlp([dec_in, *reversed(hidden), x_dim], activation)
+        self.prior = use_prior(self, prior)
 
     def posterior(self, x, y=None, index=None):
         if self.condition_encoder:

@@ -11,12 +11,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Progress:
-    """Where training is: ``epoch`` and ``step_in_epoch`` count from 0."""
+    """Where training is: ``epoch`` and ``step_in_epoch`` count from 0.
+
+    ``total_steps`` is the budget in steps when it is known (an epoch or step budget);
+    a budget in seconds gives ``time_fraction`` instead.
+    """
 
     epoch: int
     step_in_epoch: int
     steps_per_epoch: int
     epochs: int
+    total_steps: int | None = None
+    time_fraction: float | None = None
 
     @property
     def step(self) -> int:
@@ -25,7 +31,10 @@ class Progress:
     @property
     def fraction(self) -> float:
         """Fraction of the training budget done before this step, in [0, 1)."""
-        return self.step / max(1, self.epochs * self.steps_per_epoch)
+        if self.time_fraction is not None:
+            return self.time_fraction
+        total = self.total_steps if self.total_steps is not None else self.epochs * self.steps_per_epoch
+        return self.step / max(1, total)
 
 
 @dataclass(frozen=True)

@@ -1,60 +1,45 @@
 """The Variant interface: a recipe of model, prior, objective and defaults.
 
-A plugin registers an object with ``name``, ``description``, ``reference``,
-``options`` (its own defaults, overridable per suite) and
-``build(context) -> Recipe``. Everything shared across a suite (widths, latent
-size, likelihood, optimizer, learning rate, batch size, budget) arrives in
-:class:`BuildContext` and must be used as given, so that runs are matched.
+A plugin registers a :class:`Variant` with ``name``, ``description``, ``reference``,
+``options`` (its own defaults, overridable per run) and ``build(context) -> Recipe``.
+Everything shared across a suite (widths, latent size, activation, likelihood,
+optimizer, learning rate, batch size, budget) arrives in ``context.settings`` and
+must be used as given, so that runs are matched.
+
+A variant that can take another prior or objective (``--prior``, ``--objective``)
+says so with ``accepts_prior`` / ``accepts_objective`` and uses ``context.prior`` /
+``context.objective`` when they are set (see ``plugins/gaussian.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
-import torch
 from torch import nn
 
-from vaebench.errors import UsageError
-
-
-@dataclass(frozen=True)
-class SharedSettings:
-    """What every variant in a suite shares."""
-
-    hidden: tuple[int, ...] = (400,)
-    latent_dim: int = 20
-    likelihood: str = "bernoulli"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 128
-
-    def as_dict(self) -> dict:
-        return {
-            "hidden": list(self.hidden),
-            "latent_dim": self.latent_dim,
-            "likelihood": self.likelihood,
-            "optimizer": self.optimizer,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-        }
+from vaebench.components import Component
+from vaebench.settings import RunSettings
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a variant may read when it builds its recipe.
+    """What a component may read when it builds.
 
     ``dataset`` is the dataset's registered name, for settings that depend on the
     data (gumbel-capacity's capacities, as in JointVAE's per-dataset configurations).
+    ``prior`` and ``objective`` are the run's replacements (built components), or ``None``.
     """
 
-    settings: SharedSettings
+    settings: RunSettings
     x_dim: int
     n_classes: int
     n_train: int
-    epochs: int
+    epochs: int | None
     options: dict = field(default_factory=dict)
     dataset: str = ""
+    prior: Any = None
+    objective: Any = None
 
 
 @dataclass
@@ -94,73 +79,21 @@ class Recipe:
 
 
 def _default_validation():
-    from vaebench.validation import ValidationNegELBO
+    from vaebench.execution.validation import ValidationNegELBO
 
     return ValidationNegELBO()
 
 
-class Variant:
+class Variant(Component):
     """Base class for variants: subclasses set the attributes and implement ``build``."""
 
-    name: str = ""
-    description: str = ""
-    reference: str = ""
-    options: dict[str, Any] = {}
-    # leaderboard columns computed against another variant of the same suite:
-    # {column: (other_variant, metric)} gives other[metric] - self[metric]
-    comparisons: dict[str, tuple[str, str]] = {}
-
-    def resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """The variant's defaults with ``overrides`` applied; unknown keys are a usage error."""
-        unknown = sorted(set(overrides) - set(self.options))
-        if unknown:
-            known = ", ".join(sorted(self.options)) or "none"
-            raise UsageError(f"variant '{self.name}' has no option '{unknown[0]}'; its options are: {known}")
-        resolved = dict(self.options)
-        for key, value in overrides.items():
-            resolved[key] = _coerce(self.name, key, value, self.options[key])
-        return resolved
+    kind: ClassVar[str] = "variant"
+    accepts_prior: bool = False  # builds its model around context.prior when one is given
+    accepts_objective: bool = False  # trains with context.objective when one is given
 
     def build(self, context: BuildContext) -> Recipe:
         raise NotImplementedError
 
 
-def _coerce(variant: str, key: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        text = str(value).lower()
-        if text in ("on", "true", "yes", "1"):
-            return True
-        if text in ("off", "false", "no", "0"):
-            return False
-    elif isinstance(default, (int, float)):
-        try:
-            number = type(default)(value)
-        except (TypeError, ValueError):
-            number = None
-        if number is not None:
-            return number
-    else:
-        return value
-    raise UsageError(f"option {variant}.{key}={value!r} is not a valid {type(default).__name__}; the default is {default!r}")
-
-
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def default_param_groups(model: nn.Module) -> Callable[[float], list[dict]]:
-    return lambda lr: [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
-
-
-def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
-    # fused: one kernel updates every parameter (CPU and CUDA); the per-parameter
-    # loop is a large share of a small model's training step on the CPU.
-    if name == "adam":
-        return torch.optim.Adam(groups, fused=True)
-    if name == "adamax":
-        return torch.optim.Adamax(groups, foreach=True)
-    if name == "sgd":
-        return torch.optim.SGD(groups, momentum=0.9, fused=True)
-    raise UsageError(f"unknown optimizer '{name}'; choose adam, adamax or sgd")

@@ -7,6 +7,7 @@ from vaebench.distributions.priors import (
     JointPrior,
     MixturePrior,
     StandardNormalPrior,
+    VampPrior,
 )
 from vaebench.distributions.product import Concatenated
 
@@ -19,5 +20,6 @@ __all__ = [
     "JointPrior",
     "MixturePrior",
     "StandardNormalPrior",
+    "VampPrior",
     "Concatenated",
 ]

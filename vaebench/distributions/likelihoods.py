@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from vaebench.compiled import inference_kernel
+from vaebench.fast import inference_kernel
 from vaebench.distributions.validation import UNCHECKED
 
 GAUSSIAN_SCALE = 0.4  # sigma_p of the latent-optimisation lab (reference 002)

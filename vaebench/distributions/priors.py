@@ -119,3 +119,33 @@ class JointPrior(Prior):
     def distribution(self) -> Distribution:
         return Concatenated([self.normal.distribution(), OneHotCategorical(probs=self.probs)])
 
+
+
+class VampPrior(Prior):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = 1/K sum_k q(z | u_k), a mixture of the
+    encoder's own posteriors at K learnable pseudo-inputs u_k.
+
+    The pseudo-inputs live in data space, clipped to [0, 1] by a hard tanh, and start
+    near 0.05 as in the paper's code. ``bind(model)`` connects the prior to the model whose
+    encoder it evaluates (models that accept priors call it); the model's ``posterior`` must
+    return a distribution with batch shape [K] for K inputs.
+    """
+
+    label = "VampPrior"
+
+    def __init__(self, x_dim: int, components: int = 500):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.pseudo_inputs = nn.Parameter(0.05 + 0.01 * torch.randn(components, x_dim, generator=generator))
+        object.__setattr__(self, "_posterior", None)
+
+    def bind(self, model) -> None:
+        object.__setattr__(self, "_posterior", model.posterior)  # not a submodule: no cycle in the module tree
+
+    def distribution(self) -> Distribution:
+        if self._posterior is None:
+            raise RuntimeError("VampPrior is not bound to a model; the model's constructor must call vaebench.models.use_prior")
+        u = torch.nn.functional.hardtanh(self.pseudo_inputs, 0.0, 1.0)
+        components = self._posterior(u)
+        mixing = Categorical(logits=torch.zeros(u.shape[0], device=u.device))
+        return MixtureSameFamily(mixing, components)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vaebench.evaluation import EvalContext, chunks
+from vaebench.evaluation.context import Column, EvalContext, chunks
 from vaebench.models import proposal_of
 from vaebench.objectives import elbo_parts
 
@@ -27,6 +27,14 @@ class TestELBO:
     description = (
         "-ELBO on the test split in nats per image, with its reconstruction and KL parts (beta = 1); "
         "for label-conditioned models -ELBO(x|y) - log p(y), a bound on -log p(x) like every row's"
+    )
+    columns = (
+        Column("neg_elbo", "lower", "nats", "-ELBO on the test split, one sample from the proposal per image, beta = 1: a bound on -log p(x) "
+               "(for label-conditioned models -ELBO(x|y) - log p(y))", label="-ELBO", headline=True),
+        Column("neg_elbo_reconstruction", "lower", "nats", "-E_q log p(x|z), the reconstruction part of -ELBO", label="recon"),
+        Column("neg_elbo_kl", "none", "nats", "KL(q(z|x) || p(z)), the other part of -ELBO (Monte Carlo where no closed form)", label="KL"),
+        Column("neg_elbo_given_y", "lower", "nats", "-ELBO(x|y) of label-conditioned models: a bound on -log p(x|y)", label="-ELBO(x|y)"),
+        Column("elbo_split", "none", "", "the split the ELBO was computed on", text=True),
     )
 
     def __call__(self, ctx: EvalContext) -> dict:

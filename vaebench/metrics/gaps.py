@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from vaebench.evaluation import EvalContext
+from vaebench.evaluation.context import Column, EvalContext
 from vaebench.models import proposal_of
 from vaebench.objectives import kl_to_prior
 
@@ -94,9 +94,17 @@ class InferenceGaps:
         f"amortisation and approximation gaps (Cremer et al. 2018) on {GAP_IMAGES} test images: "
         f"q optimised per image, {GAP_STEPS} Adam steps, decoder fixed"
     )
+    columns = (
+        Column("amortization_gap", "lower", "nats", f"-ELBO(encoder's q) - -ELBO(q optimised per image, {GAP_STEPS} Adam steps, "
+               "decoder fixed) on a fixed test subset (Cremer et al. 2018)", label="amort. gap"),
+        Column("approximation_gap", "lower", "nats", "-ELBO(optimised q) - IS-NLL on the same subset: the cost of a diagonal Gaussian q",
+               label="approx. gap"),
+        Column("gap_images", "none", "images", "test images the gaps are measured on", text=True),
+        Column("gap_steps", "none", "steps", "Adam steps of the per-image optimisation", text=True),
+    )
 
     def __call__(self, ctx: EvalContext) -> dict:
-        from vaebench.metrics.is_nll import importance_log_likelihood
+        from vaebench.evaluation.importance import importance_log_likelihood
 
         model = ctx.model
         if not getattr(model, "amortized", True):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
-from sklearn.cluster import KMeans
-from sklearn.metrics import normalized_mutual_info_score
 
-from vaebench.evaluation import EvalContext, chunks, posterior_means
+from vaebench.evaluation.context import Column, EvalContext, chunks, posterior_means
 
 KMEANS_SEED = 0
 
 
 def kmeans_assignments(codes, n_clusters: int, seed: int = KMEANS_SEED):
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(codes)
 
 
@@ -30,8 +30,15 @@ def own_clusters(model, split, batch: int = 4096):
 class NMI:
     name = "nmi"
     description = "NMI of the model's discrete latent (or KMeans, k = classes, on posterior means) vs labels"
+    columns = (
+        Column("nmi", "higher", "", "normalised mutual information between the test labels and the model's own discrete latent, "
+               "or KMeans clusters of posterior means (sklearn's score)", label="NMI", headline=True, digits=3),
+        Column("nmi_method", "none", "", "what the clusters came from", text=True),
+    )
 
     def __call__(self, ctx: EvalContext) -> dict:
+        from sklearn.metrics import normalized_mutual_info_score
+
         split, positions = ctx.split("test")
         labels = split.y.cpu().numpy()
         clusters = own_clusters(ctx.model, split)

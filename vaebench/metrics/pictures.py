@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+import torch.nn.functional as F
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from torchvision.utils import make_grid, save_image  # noqa: E402
-
-from vaebench.atomic import write_atomic  # noqa: E402
-from vaebench.evaluation import EvalContext, posterior_means  # noqa: E402
+from vaebench.atomic import write_atomic
+from vaebench.evaluation.context import EvalContext, posterior_means
 
 N_SAMPLES = 64
 N_RECONSTRUCTIONS = 32
@@ -28,19 +22,31 @@ def as_images(flat: torch.Tensor, shape) -> torch.Tensor:
     return images
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported when a picture is drawn (it is slow to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_grid(path: Path, flat: torch.Tensor, shape, nrow: int) -> Path:
+    from torchvision.utils import make_grid, save_image  # torchvision loads torch's compiler stack: import it late
+
     grid = make_grid(as_images(flat, shape), nrow=nrow, padding=2, pad_value=0.5)
     return write_atomic(path, lambda tmp: save_image(grid, tmp, format="png"))
 
 
 def save_figure(path: Path, fig) -> Path:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_curves(history: list[dict], keys: list[str], title: str, ylabel: str):
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     epochs = [h["epoch"] + 1 for h in history]
     for key in keys:
         if any(key in h for h in history):
@@ -56,6 +62,7 @@ def plot_curves(history: list[dict], keys: list[str], title: str, ylabel: str):
 class Pictures:
     name = "pictures"
     description = "sample grids (probabilities and draws), reconstructions, class/category grids, latent scatter, curves"
+    columns = ()  # pictures only
 
     @torch.inference_mode()
     def __call__(self, ctx: EvalContext) -> dict:
@@ -80,12 +87,14 @@ class Pictures:
             written.append(save_grid(out / f"samples_by_{name}.png", groups.reshape(-1, groups.shape[-1]), shape, nrow=8))
 
         codes = posterior_means(ctx, split, positions).numpy()
+        from sklearn.decomposition import PCA
+
         if codes.shape[1] > 2:
             codes = PCA(n_components=2, random_state=0).fit_transform(codes)
             axes = ("PC 1", "PC 2")
         else:
             axes = ("z 1", "z 2")
-        fig, ax = plt.subplots(figsize=(5, 5))
+        fig, ax = pyplot().subplots(figsize=(5, 5))
         points = ax.scatter(codes[:, 0], codes[:, 1], c=split.y.cpu().numpy(), cmap="tab10", s=4)
         fig.colorbar(points, ax=ax, label="class")
         ax.set_xlabel(axes[0])

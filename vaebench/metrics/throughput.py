@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from vaebench.evaluation import EvalContext
+from vaebench.evaluation.context import Column, EvalContext
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -21,6 +21,13 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
 class Throughput:
     name = "throughput"
     description = "training images/s excluding evaluation, training seconds, peak memory, parameter count"
+    columns = (
+        Column("train_images_per_s", "higher", "images/s", "training images per second, optimizer steps only (no validation or evaluation)",
+               label="train img/s", headline=True, digits=0),
+        Column("train_seconds", "none", "s", "seconds spent in training steps", digits=1),
+        Column("peak_memory_mb", "none", "MiB", "peak memory: CUDA's max allocated, or the process's peak resident set on a CPU", digits=0),
+        Column("peak_memory_method", "none", "", "how peak memory was measured", text=True),
+    )
 
     def __call__(self, ctx: EvalContext) -> dict:
         training = ctx.training
@@ -30,5 +37,4 @@ class Throughput:
             "train_seconds": training.train_seconds,
             "peak_memory_mb": memory,
             "peak_memory_method": how,
-            "n_parameters": ctx.n_parameters,
         }

@@ -3,9 +3,13 @@
 The training split lives on the device; each epoch draws a permutation there
 and slices it into batches. Logged terms are summed on the device and read
 once per epoch, so the loop never waits on the host per step. The checkpoint
-(model, optimizer, objective state such as the score-function baseline, RNG
-states, history) is written atomically at the end of every epoch, so a run
-can resume after ``kill -9``.
+(model, optimizer, learning-rate schedule, objective state such as the
+score-function baseline, RNG states, history) is written atomically at the end
+of every epoch, so a run can resume after ``kill -9``.
+
+A budget is a number of epochs, of optimizer steps, or of seconds of training
+(:class:`Budget`); every run records what it received: epochs, steps, seconds
+and images seen.
 """
 
 from __future__ import annotations
@@ -25,19 +29,26 @@ from vaebench.data import ImageData
 from vaebench.errors import TrainingFailure
 from vaebench.objectives import Batch
 from vaebench.schedules import Progress
-from vaebench.variant import Recipe, default_param_groups, make_optimizer
+from vaebench.errors import UsageError
+from vaebench.variant import Recipe
 
 CHECKPOINT = "checkpoint.pt"
 
 
 class Reporter(Protocol):
-    def start(self, run: str, epochs: int) -> None: ...
+    def start(self, run: str, epochs: int | None) -> None: ...
     def epoch(self, run: str, record: dict) -> None: ...
     def stage(self, run: str, text: str) -> None: ...
     def finish(self, run: str, status: str) -> None: ...
 
 
 class SilentReporter:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
     def start(self, run, epochs):
         pass
 
@@ -61,7 +72,13 @@ class TrainingResult:
     stopped_early: bool = False
     resumed_from_epoch: int = 0
     selected_epoch: int | None = None  # the epoch whose weights the model holds now
+    steps_run: int = 0
     extra: dict = field(default_factory=dict)
+
+    def received(self) -> dict:
+        """The budget the run actually received, in every unit."""
+        return {"epochs_run": self.epochs_run, "steps_run": self.steps_run, "train_seconds": self.train_seconds,
+                "images_seen": self.train_images}
 
     @property
     def images_per_s(self) -> float:
@@ -112,13 +129,42 @@ class EpochLog:
             torch.stack([logged[k].to(torch.float32) for k in self.on_device], out=self.rows[step])
         self.host.append([float(v) for k, v in logged.items() if k not in self.on_device])
 
-    def read(self) -> tuple[list[str], Tensor]:
-        """(names, [step, term] float64 table on the CPU)."""
-        device_part = self.rows.to("cpu", torch.float64)
-        host_part = torch.tensor(self.host, dtype=torch.float64).reshape(self.steps, -1)
+    def read(self, steps: int | None = None) -> tuple[list[str], Tensor]:
+        """(names, [step, term] float64 table on the CPU) for the first ``steps`` steps (all by default)."""
+        steps = self.steps if steps is None else steps
+        device_part = self.rows[:steps].to("cpu", torch.float64)
+        host_part = torch.tensor(self.host[:steps], dtype=torch.float64).reshape(steps, -1)
         order = self.on_device + [k for k in self.names if k not in self.on_device]
         table = torch.cat([device_part, host_part], dim=1)
         return self.names, table[:, [order.index(k) for k in self.names]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a run trains: ``epochs``, ``steps`` (optimizer steps) or ``seconds`` (of training steps)."""
+
+    epochs: int | None = None
+    steps: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self):
+        if sum(v is not None for v in (self.epochs, self.steps, self.seconds)) != 1:
+            raise ValueError("a budget is exactly one of epochs, steps or seconds")
+
+    @property
+    def unit(self) -> str:
+        return "epochs" if self.epochs is not None else "steps" if self.steps is not None else "seconds"
+
+    def max_epochs(self, steps_per_epoch: int) -> int | None:
+        if self.epochs is not None:
+            return self.epochs
+        if self.steps is not None:
+            return math.ceil(self.steps / steps_per_epoch)
+        return None  # as many as fit in the seconds
+
+    def describe(self) -> str:
+        value = getattr(self, self.unit)
+        return f"{value:g} {self.unit}"
 
 
 def gradient_clipper(model: torch.nn.Module, grad_clip) -> Callable[[], None] | None:
@@ -137,14 +183,50 @@ def gradient_clipper(model: torch.nn.Module, grad_clip) -> Callable[[], None] | 
     return clip
 
 
+def default_param_groups(model: torch.nn.Module) -> Callable[[float], list[dict]]:
+    return lambda lr: [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+
+
+OPTIMIZERS = ("adam", "adamax", "sgd")
+
+
+def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
+    # fused: one kernel updates every parameter (CPU and CUDA); the per-parameter
+    # loop is a large share of a small model's training step on the CPU.
+    if name == "adam":
+        return torch.optim.Adam(groups, fused=True)
+    if name == "adamax":
+        return torch.optim.Adamax(groups, foreach=True)
+    if name == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9, fused=True)
+    raise UsageError(f"unknown optimizer '{name}'; choose {', '.join(OPTIMIZERS)}")
+
+
 SELECT_EPOCHS = ("best-val", "last")
+
+
+def _notify(callbacks, method: str, *args) -> None:
+    """Call ``method`` on every callback that has it; a failing callback costs a warning, never the run."""
+    import logging
+
+    for callback in callbacks:
+        fn = getattr(callback, method, None)
+        if fn is None:
+            continue
+        try:
+            fn(*args)
+        except Exception as exc:  # a tracker that fails must not stop training
+            logging.getLogger("vaebench.callbacks").warning(
+                "callback %s.%s failed (%s: %s); the run goes on", getattr(callback, "name", type(callback).__name__), method,
+                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+            )
 
 
 def train(
     recipe: Recipe,
     data: ImageData,
     *,
-    epochs: int,
+    budget: Budget | int,
     batch_size: int,
     lr: float,
     optimizer: str,
@@ -156,36 +238,55 @@ def train(
     patience: int | None = None,
     resume: bool = False,
     select_epoch: str = "best-val",
+    lr_milestones: tuple[int, ...] = (),
+    lr_gamma: float = 0.1,
+    callbacks: tuple = (),
+    run_info: dict | None = None,
 ) -> TrainingResult:
     """Train ``recipe`` on ``data.train``; raise :class:`TrainingFailure` on a non-finite term.
 
-    After every epoch ``recipe.validation`` scores the model on the validation split
-    (when the recipe has one). With ``select_epoch="best-val"`` the weights of the
-    best-scoring epoch are restored at the end, and ``patience`` stops training after
-    that many epochs without improvement. ``"last"`` keeps the last epoch's weights.
+    ``budget`` is a :class:`Budget` (an int means that many epochs). After every epoch
+    ``recipe.validation`` scores the model on the validation split (when the recipe has
+    one). With ``select_epoch="best-val"`` the weights of the best-scoring epoch are
+    restored at the end, and ``patience`` stops training after that many epochs without
+    improvement. ``"last"`` keeps the last epoch's weights. ``lr_milestones`` (epochs)
+    and ``lr_gamma`` give a step schedule of the learning rate. Each callback's
+    ``on_epoch_end(run_info, record)`` is called after every epoch.
     """
+    if isinstance(budget, int):
+        budget = Budget(epochs=budget)
     if select_epoch not in SELECT_EPOCHS:
         raise ValueError(f"select_epoch must be one of {SELECT_EPOCHS}, got {select_epoch!r}")
     reporter = reporter or SilentReporter()
     validation = recipe.validation
     keep_best = select_epoch == "best-val" and validation is not None
     torch.manual_seed(seed)
-    model, objective = recipe.model.to(device), recipe.objective.to(device)
+    # an objective is any callable (model, batch, progress) -> Terms; Objective subclasses also move
+    # to the device and carry state through checkpoints (the score-function baseline)
+    model, objective = recipe.model.to(device), recipe.objective
+    if hasattr(objective, "to"):
+        objective = objective.to(device)
     groups = (recipe.param_groups or default_param_groups(model))(lr)
     opt = make_optimizer(optimizer, groups)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(lr_milestones), gamma=lr_gamma) if lr_milestones else None
     generator = torch.Generator(device=device).manual_seed(seed)
 
     n = len(data.train)
     steps_per_epoch = math.ceil(n / batch_size)
+    max_epochs = budget.max_epochs(steps_per_epoch)
+    total_steps = budget.steps if budget.steps is not None else (max_epochs * steps_per_epoch if max_epochs else None)
     history: list[dict] = []
     start_epoch, best, best_epoch, best_state, waited = 0, math.inf, None, None, 0
-    train_seconds, train_images = 0.0, 0
+    train_seconds, train_images, steps_run = 0.0, 0, 0
     checkpoint_path = Path(run_dir) / CHECKPOINT
     if resume and checkpoint_path.exists():
         ckpt = load_torch(checkpoint_path, map_location="cpu")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        objective.load_state_dict(ckpt["objective"])
+        if schedule is not None and ckpt.get("schedule") is not None:
+            schedule.load_state_dict(ckpt["schedule"])
+        if hasattr(objective, "load_state_dict"):
+            objective.load_state_dict(ckpt["objective"])
         _set_rng_state(ckpt["rng"], device)
         generator.set_state(ckpt["generator"])
         history = list(ckpt["history"])
@@ -193,16 +294,25 @@ def train(
         best, best_epoch, waited = float(ckpt["best"]), ckpt["best_epoch"], int(ckpt["waited"])
         best_state = ckpt.get("best_state")
         train_seconds, train_images = float(ckpt["train_seconds"]), int(ckpt["train_images"])
+        steps_run = int(ckpt.get("steps_run", start_epoch * steps_per_epoch))
     resumed_from = start_epoch
 
     clip = gradient_clipper(model, recipe.grad_clip)
-    reporter.start(run_name, epochs)
+    reporter.start(run_name, max_epochs)
     for record in history:
         reporter.epoch(run_name, record)
     model.train()
     stopped_early = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, epochs):
+    epoch = start_epoch
+
+    def budget_left() -> bool:
+        if budget.epochs is not None:
+            return epoch < budget.epochs
+        if budget.steps is not None:
+            return steps_run < budget.steps
+        return train_seconds < budget.seconds
+
+    while budget_left():
         if patience is not None and waited >= patience:
             stopped_early = True
             break
@@ -210,32 +320,45 @@ def train(
         t0 = time.perf_counter()
         permutation = torch.randperm(n, device=device, generator=generator)
         log = EpochLog(steps_per_epoch, device)
+        done, images = 0, 0
         for step in range(steps_per_epoch):
+            if budget.steps is not None and steps_run >= budget.steps:
+                break
+            if budget.seconds is not None and step > 0 and train_seconds + time.perf_counter() - t0 >= budget.seconds:
+                break
             index = permutation[step * batch_size : (step + 1) * batch_size]
             x, y = data.training_batch(index)
-            progress = Progress(epoch, step, steps_per_epoch, epochs)
-            terms = recipe.objective(model, Batch(x, y, index), progress)
+            if budget.seconds is not None:
+                fraction = min(1.0, (train_seconds + time.perf_counter() - t0) / budget.seconds)
+            else:
+                fraction = None
+            progress = Progress(epoch, step, steps_per_epoch, max_epochs or epoch + 1, total_steps=total_steps, time_fraction=fraction)
+            terms = objective(model, Batch(x, y, index), progress)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             if clip is not None:
                 clip()
             opt.step()
             log.add(step, {"loss": terms.loss.detach(), **terms.logs})
-        names, table = log.read()  # the epoch's one host synchronisation
+            done += 1
+            steps_run += 1
+            images += len(index)
+        names, table = log.read(done)  # the epoch's one host synchronisation
         seconds = time.perf_counter() - t0
         train_seconds += seconds
-        train_images += n
+        train_images += images
         finite = torch.isfinite(table)
         if not finite.all():
-            step = int((~finite).any(dim=1).nonzero()[0])
-            term = names[int((~finite[step]).nonzero()[0])]
-            raise TrainingFailure(f"non-finite {term} at epoch {epoch}, step {step}")
-        batch_sizes = torch.full((steps_per_epoch, 1), float(batch_size), dtype=torch.float64)
-        batch_sizes[-1] = n - batch_size * (steps_per_epoch - 1)
+            bad = int((~finite).any(dim=1).nonzero()[0])
+            term = names[int((~finite[bad]).nonzero()[0])]
+            raise TrainingFailure(f"non-finite {term} at epoch {epoch}, step {bad}")
+        batch_sizes = torch.full((done, 1), float(batch_size), dtype=torch.float64)
+        batch_sizes[-1] = images - batch_size * (done - 1)
         totals = (table * batch_sizes).sum(dim=0).tolist()
-        record = {"epoch": epoch, **{name: total / n for name, total in zip(names, totals)}}
+        record = {"epoch": epoch, **{name: total / images for name, total in zip(names, totals)}}
         record["train_seconds"] = seconds
-        record["train_images_per_s"] = n / seconds if seconds > 0 else float("nan")
+        record["train_images_per_s"] = images / seconds if seconds > 0 else float("nan")
+        record["lr"] = opt.param_groups[0]["lr"]
         if validation is not None:
             score = record[validation.name] = validation(model, data)
             model.train()
@@ -250,14 +373,18 @@ def train(
         if recipe.epoch_metrics is not None:
             record.update(recipe.epoch_metrics(model, data))
             model.train()
+        if schedule is not None:
+            schedule.step()
         history.append(record)
         reporter.epoch(run_name, record)
+        _notify(callbacks, "on_epoch_end", run_info or {"run": run_name}, record)
         save_torch(
             checkpoint_path,
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
-                "objective": objective.state_dict(),
+                "schedule": None if schedule is None else schedule.state_dict(),
+                "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
                 "rng": _rng_state(device),
                 "generator": generator.get_state(),
                 "history": history,
@@ -268,8 +395,10 @@ def train(
                 "best_state": best_state,
                 "train_seconds": train_seconds,
                 "train_images": train_images,
+                "steps_run": steps_run,
             },
         )
+        epoch += 1
     if keep_best and best_state is not None:
         model.load_state_dict(best_state)  # the best validation epoch is the one evaluated
     return TrainingResult(
@@ -281,6 +410,7 @@ def train(
         stopped_early=stopped_early,
         resumed_from_epoch=resumed_from,
         selected_epoch=best_epoch if keep_best and best_state is not None else len(history) - 1,
+        steps_run=steps_run,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from vaebench.data import ImageData
-from vaebench.evaluation import chunks
+from vaebench.evaluation.context import chunks
 
 EVAL_BATCH = 4096
 

@@ -1,0 +1,69 @@
+"""The files of a run folder and of an --out folder, and how to read them back.
+
+``<out>/suite.json`` names the suite that writes there; ``<out>/runs/<run>/seed-<n>/``
+holds ``config.json`` (what the run is), ``metrics.json`` (what it measured),
+``history.csv`` (per epoch), ``metrics_history.jsonl`` (records it superseded),
+``checkpoint.pt`` and ``model.safetensors``. Records written before the settings
+schema (flat keys, no ``settings`` table) are read too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vaebench.settings import FIELDS
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+SUITE_FILE = "suite.json"
+LEGACY_NAMES = {"early_stopping_patience": "patience"}
+
+
+def run_dir_of(out: Path, run: str, seed: int) -> Path:
+    return Path(out) / "runs" / run / f"seed-{seed}"
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or ``None`` when it is missing, empty or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def recorded_settings(config: dict) -> dict | None:
+    """The RunSettings values a run record was made with (old flat records included)."""
+    if isinstance(config.get("settings"), dict):
+        return {k: v for k, v in config["settings"].items() if k in FIELDS}
+    flat = {LEGACY_NAMES.get(k, k): v for k, v in config.items()}
+    values = {k: v for k, v in flat.items() if k in FIELDS and k not in ("device", "data_dir")}
+    if "hidden" in values and isinstance(values["hidden"], list):
+        values["hidden"] = tuple(values["hidden"])
+    return values or None
+
+
+def differences(recorded: dict, requested: dict, prefix: str = "") -> str:
+    """``key: old -> new`` for every value that differs (nested tables by dotted keys), or ''."""
+    parts = []
+    for key in sorted(set(recorded) | set(requested)):
+        old, new = recorded.get(key), requested.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = differences(old, new, f"{prefix}{key}.")
+            if inner:
+                parts.append(inner)
+        elif _normal(old) != _normal(new):
+            parts.append(f"{prefix}{key} {_shown(old)} -> {_shown(new)}")
+    return "; ".join(parts)
+
+
+def _normal(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return "unset" if value is None else str(value)

@@ -1,0 +1,171 @@
+"""``vaebench evaluate OUT``: evaluate saved runs again without retraining.
+
+Each run folder keeps its evaluated weights (``model.safetensors``, tensors only,
+loaded without running any code) and its record (``config.json``). The model is
+rebuilt from the record with the components it names, the weights are loaded, and
+the chosen metrics (every registered metric by default) run again, with another K or IS
+precision when asked. The run's previous ``metrics.json`` is appended to
+``metrics_history.jsonl`` first, so nothing already computed is lost; values of
+metrics that were not run again are kept. This is also how a new metric joins an
+existing leaderboard.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from vaebench.atomic import WEIGHTS_FILE, load_weights, write_json
+from vaebench.data import ImageData, prepare
+from vaebench.errors import UsageError
+from vaebench.evaluation.context import EvalContext, evaluate
+from vaebench.execution.locking import OutLock
+from vaebench.execution.records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_json, recorded_settings
+from vaebench.execution.runner import RUN_COLUMNS, RunPlan, _append_history, build_recipe, merge_columns
+from vaebench.execution.training import SilentReporter, TrainingResult
+from vaebench.plugin_manager import Plugins
+from vaebench.reporting.figures import all_figures
+from vaebench.reporting.leaderboard import leaderboard, run_records, write_leaderboard
+from vaebench.settings import RunSettings, make_settings
+from vaebench.suite import RunSpec, resolve_device
+
+log = logging.getLogger("vaebench.evaluate")
+
+
+@dataclass
+class EvaluateResult:
+    board: pd.DataFrame
+    evaluated: list[tuple[str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (run folder, why)
+    metric_errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+def run_folders(out: Path, runs: list[str] | None = None) -> list[Path]:
+    folders = sorted(p for p in Path(out).glob("runs/*/seed-*") if p.is_dir())
+    if runs:
+        known = {p.parent.name for p in folders}
+        unknown = sorted(set(runs) - known)
+        if unknown:
+            raise UsageError(f"{out} has no run '{unknown[0]}'; its runs are: {', '.join(sorted(known)) or 'none'}")
+        folders = [p for p in folders if p.parent.name in runs]
+    return folders
+
+
+def reevaluate(
+    out: Path,
+    plugins: Plugins,
+    *,
+    metrics: list[str] | None = None,
+    is_samples: int | None = None,
+    is_precision: str | None = None,
+    data_dir: Path | None = None,
+    device: str = "auto",
+    runs: list[str] | None = None,
+    reporter=None,
+) -> EvaluateResult:
+    """Evaluate the saved runs of ``out`` again; see the module docstring."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UsageError(f"{out} is not a folder; pass the --out folder of a vaebench run")
+    folders = run_folders(out, runs)
+    if not folders:
+        raise UsageError(f"{out} has no runs (no runs/<run>/seed-<n>/); pass the --out folder of a vaebench run")
+    overrides = {k: v for k, v in {"is_samples": is_samples, "is_precision": is_precision}.items() if v is not None}
+    if overrides:
+        make_settings(overrides, {k: f"--{k.replace('_', '-')}" for k in overrides})  # a bad value fails before anything runs
+    chosen = [plugins.registry.get("metric", name) for name in metrics] if metrics else None
+    torch_device = resolve_device(device)
+    reporter = reporter or SilentReporter()
+    result = EvaluateResult(board=pd.DataFrame())
+    data_cache: dict[tuple, ImageData] = {}
+    with OutLock(out):
+        for folder in folders:
+            name = f"{folder.parent.name} {folder.name.replace('-', ' ')}"
+            config, record = read_json(folder / CONFIG_FILE), read_json(folder / METRICS_FILE)
+            why = _unusable(folder, config, record)
+            if why:
+                result.skipped.append((str(folder), why))
+                log.warning("skipping %s: %s", folder, why)
+                continue
+            settings = RunSettings(**{**recorded_settings(config), **overrides, "data_dir": data_dir})
+            run = _run_plan(config, settings, plugins, chosen)
+            key = (settings.dataset, str(data_dir), settings.binarization, settings.val_images)
+            if key not in data_cache:
+                spec = plugins.registry.get("dataset", settings.dataset)
+                data_cache[key] = prepare(spec, data_dir, settings.binarization, torch_device, settings.val_images)
+            data = data_cache[key]
+            seed = int(config["seed"])
+            recipe = build_recipe(run, data, seed)
+            load_weights(folder / WEIGHTS_FILE, recipe.model, torch_device)
+            recipe.model.to(torch_device)
+            history = pd.read_csv(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
+            training = TrainingResult(
+                history=history, train_seconds=float(record.get("train_seconds") or 0.0),
+                train_images=int(record.get("images_seen") or record.get("train_images") or 0),
+                epochs_run=int(record.get("epochs_run") or len(history)), selected_epoch=record.get("selected_epoch"),
+            )
+            reporter.start(name, None)
+            context = EvalContext(
+                model=recipe.model, data=data, run_dir=folder, device=torch_device, is_samples=settings.is_samples_resolved,
+                is_precision=settings.is_precision, seed=seed, training=training, n_parameters=int(record.get("n_parameters") or 0),
+                progress=lambda text, name=name: reporter.stage(name, text), settings=settings, reference=config.get("reference"),
+            )
+            context.values["selection"] = record.get("selection", "")
+            started = time.perf_counter()
+            evaluation = evaluate(context, run.metrics, lambda metric, name=name: reporter.stage(name, f"evaluating {metric}"))
+            _append_history(folder, record)
+            updated = dict(record)
+            updated.update(evaluation.values)
+            updated.update(is_samples=settings.is_samples_resolved, is_precision=settings.is_precision)
+            updated["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], record.get("columns") or [], evaluation.columns)
+            updated["metric_errors"] = {**{k: v for k, v in (record.get("metric_errors") or {}).items() if k not in {m.name for m in run.metrics}},
+                                        **evaluation.errors}
+            updated["eval_seconds"] = time.perf_counter() - started
+            updated["evaluated_with"] = {"metrics": [m.name for m in run.metrics], "device": str(torch_device), **overrides}
+            updated.setdefault("run", folder.parent.name)
+            write_json(folder / METRICS_FILE, updated)
+            reporter.finish(name, "ok")
+            result.evaluated.append((folder.parent.name, seed))
+            for metric, error in evaluation.errors.items():
+                result.metric_errors.setdefault(metric, []).append(f"{name}: {error}")
+        board = leaderboard(run_records(out))
+        write_leaderboard(out, board)
+        all_figures(out)
+    result.board = board
+    return result
+
+
+def _unusable(folder: Path, config, record) -> str | None:
+    if not isinstance(config, dict):
+        return f"no readable {CONFIG_FILE}"
+    if not isinstance(record, dict):
+        return f"no readable {METRICS_FILE} (the run did not finish; continue it with vaebench run --resume)"
+    if not (folder / WEIGHTS_FILE).exists():
+        return f"no {WEIGHTS_FILE} (the run failed before its weights were saved, or they were not kept)"
+    if recorded_settings(config) is None:
+        return f"its {CONFIG_FILE} records no settings"
+    return None
+
+
+def _run_plan(config: dict, settings: RunSettings, plugins: Plugins, metrics) -> RunPlan:
+    """The run's components as its record names them, with its recorded options."""
+    registry = plugins.registry
+    components = config.get("components") or {"variant": {"name": config["variant"]}}
+    names = {role: (c["name"] if isinstance(c, dict) else c) for role, c in components.items() if role != "metrics"}
+    variant = registry.get("variant", names["variant"])
+    prior = registry.get("prior", names["prior"]) if names.get("prior") else None
+    objective = registry.get("objective", names["objective"]) if names.get("objective") else None
+    recorded_options = config.get("component_options") or {variant.name: config.get("options", {})}
+    options = {}
+    for component in filter(None, (variant, prior, objective)):
+        options[component.name] = component.resolve_options(recorded_options.get(component.name, {}))
+    if metrics is None:  # every registered metric: evaluating is how metrics join a leaderboard
+        metrics = [registry.get("metric", n) for n in registry.names("metric")]
+    spec = RunSpec(name=config.get("run", variant.name), variant=variant.name, settings=settings,
+                   prior=prior.name if prior else None, objective=objective.name if objective else None)
+    return RunPlan(spec, variant, prior, objective, options, list(metrics), {})
