@@ -170,7 +170,7 @@ def test_gumbel_softmax_is_finite_for_extreme_logits():
 
 
 def test_capacity_loss_matches_formula_term_by_term():
-    recipe = build("gumbel-capacity", epochs=4)
+    recipe = build("gumbel-capacity", epochs=4, ramp_fraction=1.0, ramp_fraction_c=1.0)
     objective, model = recipe.objective, recipe.model
     x = torch.bernoulli(torch.full((8, 6), 0.5))
     batch = Batch(x, torch.zeros(8, dtype=torch.long), torch.arange(8))
@@ -187,6 +187,13 @@ def test_capacity_loss_matches_formula_term_by_term():
     # KL_c against the uniform prior is log K - H(q(c|x))
     q_c = model.posterior(x).parts[1]
     torch.testing.assert_close(kl_c, math.log(4) - q_c.entropy())
+
+
+def test_capacities_reach_their_targets_after_the_ramp_share_of_the_budget():
+    objective = build("gumbel-capacity", epochs=10).objective  # 28x28 defaults: reached after 30% of the budget
+    assert objective.c_z(Progress(1, 0, 1, 10)) == pytest.approx(5.0 * 1 / 3)
+    assert objective.c_z(Progress(3, 0, 1, 10)) == pytest.approx(5.0)
+    assert objective.c_c(Progress(9, 0, 1, 10)) == pytest.approx(math.log(4))  # capped at log K
 
 
 def test_capacity_off_is_the_plain_relaxed_elbo():
