@@ -164,3 +164,25 @@ def test_evaluate_refuses_what_it_cannot_do(tmp_path, capsys):
     (tmp_path / "runs/gaussian/seed-0/model.safetensors").unlink()
     assert main(["evaluate", str(tmp_path), "-q"]) == 0
     assert "no model.safetensors" in capsys.readouterr().err
+
+
+def test_command_line_flags_win_over_run_tables_and_run_tables_may_name_their_seeds(tmp_path):
+    from vaebench.cli import suite_from_args
+    from vaebench.plugin_manager import load_plugins
+
+    path = tmp_path / "suite.toml"
+    path.write_text('seeds = [0, 1, 2]\nlr = 0.002\n[runs.few]\nvariant = "gaussian"\nseeds = [7]\nlr = 0.005\n'
+                    '[runs.all]\nvariant = "gaussian"\n')
+    plugins = load_plugins()
+
+    def suite(*flags):
+        args = build_parser().parse_args(["run", "--suite", str(path), *flags])
+        made = suite_from_args(args, plugins)
+        return made, {r.name: r for r in made.runs}
+
+    s, runs = suite()
+    assert s.seeds_of(runs["few"]) == [7] and s.seeds_of(runs["all"]) == [0, 1, 2]
+    assert runs["few"].settings.lr == 0.005 and runs["all"].settings.lr == 0.002
+    s, runs = suite("--lr", "0.0001", "--seeds", "2")
+    assert runs["few"].settings.lr == 0.0001 and runs["all"].settings.lr == 0.0001
+    assert s.seeds_of(runs["few"]) == [0, 1] and s.seeds_of(runs["all"]) == [0, 1]

@@ -157,9 +157,12 @@ def suite_from_args(args, plugins):
         raise UsageError("give variant names or --all, not both")
     if args.suite:
         parsed = read_suite_file(args.suite)
-        settings = {**parsed["settings"], **values}
+        settings = parsed["settings"]
         sources = {**parsed["sources"], **sources}
         seeds = _seeds(args.seeds) if args.seeds is not None else (parsed["seeds"] or 1)
+        if args.seeds is not None:  # --seeds wins over every run's own seeds too
+            for table in parsed["runs"].values():
+                table["table"].pop("seeds", None)
         variants = parsed["variants"]
         if args.all:
             variants = plugins.registry.names("variant")
@@ -168,7 +171,7 @@ def suite_from_args(args, plugins):
             base = shared_options.value if isinstance(shared_options, Tagged) else {}
             shared_options = {**_flat(base), **options}
         suite = make_suite(variants, seeds, runs=parsed["runs"], grids=parsed["grids"], prior=args.prior, objective=args.objective,
-                           options=shared_options, settings=settings, sources=sources, source=parsed["source"])
+                           options=shared_options, settings=settings, sources=sources, source=parsed["source"], overrides=values)
         if args.variants:
             wanted = set(args.variants)
             kept = [r for r in suite.runs if r.name in wanted or r.variant in wanted]

@@ -42,7 +42,7 @@ from vaebench.errors import UsageError
 from vaebench.settings import FIELDS, RunSettings, make_settings
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
-RUN_KEYS = {"variant", "prior", "objective", "options", "reference"}
+RUN_KEYS = {"variant", "prior", "objective", "options", "reference", "seeds"}
 REFERENCE_KEYS = {"source": str, "value": (int, float), "samples": int, "epochs": int}
 GRID_KEYS = {"variant", "prior", "objective", "options", "option", "values"}
 SUITE_KEYS = {"variants", "seeds", "options", "runs", "grids"}
@@ -59,6 +59,7 @@ class RunSpec:
     objective: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # flat "key" or qualified "component.key" -> value
     reference: dict | None = None  # a published result this run reproduces (metrics/reference.py)
+    seeds: list[int] | None = None  # this run's own seeds, where they differ from the suite's
 
     def components(self) -> dict[str, str]:
         out = {"variant": self.variant}
@@ -79,6 +80,9 @@ class Suite:
     @property
     def variants(self) -> list[str]:
         return [r.variant for r in self.runs]
+
+    def seeds_of(self, run: RunSpec) -> list[int]:
+        return run.seeds if run.seeds is not None else self.seeds
 
 
 def default_run_name(variant: str, prior: str | None, objective: str | None, options: dict[str, Any]) -> str:
@@ -282,6 +286,7 @@ def make_suite(
     settings: dict[str, Any] | None = None,
     sources: dict[str, str] | None = None,
     source: str = "vaebench.run()",
+    overrides: dict[str, Any] | None = None,
     **more_settings,
 ) -> Suite:
     """Validate everything and build a :class:`Suite` (component names are checked against the
@@ -291,10 +296,17 @@ def make_suite(
     ``runs`` and ``grids`` are the tables of a suite file. Settings are keyword arguments here.
     """
     sources = dict(sources or {})
-    all_settings = {**(settings or {}), **more_settings}
+    overrides = dict(overrides or {})
+    all_settings = {**(settings or {}), **more_settings, **overrides}
     for key in all_settings:
         sources.setdefault(key, source)
     shared = make_settings(all_settings, sources)
+
+    def settings_of(parsed: dict) -> RunSettings:
+        """A run table's settings on top of the shared ones; ``overrides`` (command-line flags) win over both."""
+        if not parsed["settings"]:
+            return shared
+        return make_settings({**parsed["settings"], **overrides}, {**parsed["sources"], **{k: sources[k] for k in overrides}}, base=shared)
     seeds_value, seeds_where = (seeds.value, seeds.where) if isinstance(seeds, Tagged) else (seeds, sources.get("seeds", source))
     seed_list = _seed_list(seeds_value, seeds_where)
     shared_options_where = source
@@ -326,11 +338,12 @@ def make_suite(
         variant = _component(table, "variant", where)
         if variant is None:
             raise UsageError(f"[runs.{name}]{_at(where)} needs a variant, e.g. variant = \"gaussian\"")
-        run_settings = make_settings(parsed["settings"], parsed["sources"], base=shared) if parsed["settings"] else shared
+        run_settings = settings_of(parsed)
         opts = {**shared_options, **_options(table.get("options"), parsed["sources"].get("options", where))}
         add(name, where, variant=variant, settings=run_settings, prior=_component(table, "prior", where),
             objective=_component(table, "objective", where), options=opts,
-            reference=_reference(table.get("reference"), parsed["sources"].get("reference", where)))
+            reference=_reference(table.get("reference"), parsed["sources"].get("reference", where)),
+            seeds=_seed_list(table["seeds"], parsed["sources"].get("seeds", where)) if "seeds" in table else None)
     for name, parsed in (grids or {}).items():
         parsed = _parsed(parsed, source)
         table, where = parsed["table"], parsed["where"]
@@ -340,7 +353,7 @@ def make_suite(
             raise UsageError(f"[grids.{name}]{_at(where)} needs variant = \"...\", option = \"KEY\" and values = [...]")
         if not isinstance(values, list) or not values or any(isinstance(v, (list, dict)) for v in values):
             raise UsageError(f"[grids.{name}] values{_at(parsed['sources'].get('values', where))} must be a non-empty list of single values")
-        run_settings = make_settings(parsed["settings"], parsed["sources"], base=shared) if parsed["settings"] else shared
+        run_settings = settings_of(parsed)
         base_options = {**shared_options, **_options(table.get("options"), where)}
         for value in values:
             add(f"{name}-{option.split('.')[-1]}={_plain(value)}", where, variant=variant, settings=run_settings,

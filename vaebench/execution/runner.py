@@ -255,7 +255,7 @@ BUDGET_KEYS = ("epochs", "steps", "seconds", "budget", "budget_unit")
 
 def _check_runs(suite: Suite, runs: list[RunPlan], out: Path, resume: bool, extend: bool) -> None:
     for run in runs:
-        for seed in suite.seeds:
+        for seed in suite.seeds_of(run.spec):
             run_dir = run_dir_of(out, run.spec.name, seed)
             config, metrics, checkpoint = run_dir / CONFIG_FILE, run_dir / METRICS_FILE, run_dir / "checkpoint.pt"
             if not resume and metrics.exists():
@@ -307,7 +307,7 @@ def execute(p: Plan, reporter=None) -> SweepResult:
         write_json(p.out / SUITE_FILE, {"source": p.suite.source, "settings": p.suite.settings.identity(),
                                          "runs": [r.spec.name for r in p.runs], "seeds": p.suite.seeds})
         for run in p.runs:
-            for seed in p.suite.seeds:
+            for seed in p.suite.seeds_of(run.spec):
                 run_dir = run_dir_of(p.out, run.spec.name, seed)
                 done = read_json(run_dir / METRICS_FILE)
                 if p.resume and isinstance(done, dict) and done.get("status") == "ok" and not _extends(p, run, done):
@@ -361,7 +361,7 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
         "prior": spec.prior,
         "objective": spec.objective,
         "seed": seed,
-        "seeds": p.suite.seeds,
+        "seeds": p.suite.seeds_of(spec),
         "device": str(p.device),
         **settings.describe(),
         **{k: v for k, v in data.describe().items() if k != "dataset"},
