@@ -71,6 +71,42 @@ def test_is_nll_matches_exact_likelihood_of_linear_gaussian():
     assert abs(estimate.mean().item() - exact.mean().item()) < 0.05
 
 
+class LabelledLinearGaussian(LinearGaussian):
+    """p(x|y) = N(b + offset_y, W W^T + s^2 I): the marginal over labels is an exact Gaussian mixture."""
+
+    label_conditioned = True
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.offsets = 2.0 * torch.randn(classes, self.W.shape[0], generator=torch.Generator().manual_seed(1))
+
+    def likelihood(self, z, y=None):
+        return Independent(Normal(self.decoder(z) + self.offsets[y], self.scale), 1)
+
+    def posterior(self, x, y=None, index=None):
+        return super().posterior(x - self.offsets[y])
+
+    def exact_log_px_given(self, x, y):
+        return super().exact_log_px(x - self.offsets[y])
+
+
+@torch.no_grad()
+def test_label_conditioned_marginal_matches_the_exact_mixture_at_equal_k():
+    from vaebench.evaluation.importance import log_likelihoods, samples_per_label
+
+    model, classes = LabelledLinearGaussian(), 3
+    torch.manual_seed(0)
+    y = torch.randint(0, classes, (200,))
+    x = model.likelihood(model.prior.sample(200), y).sample()
+    log_prior = torch.log(torch.tensor([0.5, 0.3, 0.2]))
+    result = log_likelihoods(model, Split(x, y), None, 6000, label_log_prior=log_prior, max_rows=10**6)
+    per_label = torch.stack([model.exact_log_px_given(x, torch.full_like(y, c)) for c in range(classes)], dim=1)
+    assert (result["log_px"] - torch.logsumexp(per_label + log_prior, dim=1)).abs().mean() < 0.05
+    assert (result["log_px_given_y"] - model.exact_log_px_given(x, y)).abs().mean() < 0.05
+    # K counts (y, z) pairs: 6000 stratified over 3 labels is 2000 decoded images per label and image
+    assert samples_per_label(6000, classes) == 2000 and samples_per_label(2, classes) == 1
+
+
 @torch.no_grad()
 def test_is_nll_chunking_does_not_change_the_estimate():
     model = LinearGaussian()

@@ -109,16 +109,25 @@ def importance_log_likelihood(
     return log_px
 
 
+def samples_per_label(samples: int, classes: int) -> int:
+    """Importance samples per label when ``samples`` (y, z) pairs are stratified over ``classes`` labels."""
+    return max(1, samples // classes)
+
+
 def log_likelihoods(model, split, positions, samples: int, *, label_log_prior: Tensor | None = None,
                     max_rows: int | None = None, decode_dtype: torch.dtype = torch.float32, progress=None) -> dict[str, Tensor]:
     """Per-example ``log_px`` (and ``log_px_given_y`` for label-conditioned models), on the CPU.
 
     A label-conditioned model gives p(x|y); its marginal is log sum_y p(y) p(x|y), with
-    ``label_log_prior`` = log p(y), each class estimated with ``samples`` samples.
+    ``label_log_prior`` = log p(y). Its latent is the pair (y, z), and ``samples`` counts
+    those pairs, as it counts z for every other model: the proposal p(y) r(z|x, y) is
+    sampled stratified over the C labels, ``samples // C`` samples each (at least 1), so
+    every row of a table decodes the same number of images per test image.
     """
     if not getattr(model, "label_conditioned", False):
         return {"log_px": importance_log_likelihood(model, split.x, split.y, positions, samples, max_rows, decode_dtype, progress).cpu()}
     classes = label_log_prior.shape[0]
+    samples = samples_per_label(samples, classes)
     per_class = []
     for c in range(classes):
         label = torch.full_like(split.y, c)

@@ -3,7 +3,8 @@
 The estimator is :func:`vaebench.evaluation.importance.importance_log_likelihood`. For
 label-conditioned models the metric reports -log p(x|y) and the marginal
 -log sum_y p(y) p(x|y), with p(y) the training label frequencies; ``is_nll`` is the
-marginal, comparable with the other rows. Per-example values go to
+marginal, comparable with the other rows: K counts latent samples (y, z) per image,
+K/C for each of the C labels, so every row decodes K images per test image. Per-example values go to
 ``is_nll_per_example.csv``.
 """
 
@@ -25,8 +26,10 @@ class ImportanceSampledNLL:
     description = "importance-sampled -log p(x) on the test split (K = --is-samples), per class and train vs test"
     columns = (
         Column("is_nll", "lower", "nats", "-log (1/K sum_k p(x, z_k)/r(z_k|x)), z_k from the model's proposal r, on the whole test "
-               "split (for label-conditioned models the marginal over labels)", label="IS-NLL", headline=True),
-        Column("is_nll_given_y", "lower", "nats", "the same estimate of -log p(x|y), for label-conditioned models", label="IS-NLL(x|y)"),
+               "split (for label-conditioned models the marginal over labels, its K samples of (y, z) stratified over the "
+               "labels, K/C each)", label="IS-NLL", headline=True),
+        Column("is_nll_given_y", "lower", "nats", "-log p(x|y) for label-conditioned models, from the K/C samples "
+               "of the true label", label="IS-NLL(x|y)"),
         Column("is_nll_train", "lower", "nats", "IS-NLL on a fixed subset of training images (as many as the test split has, "
                f"at most {TRAIN_SUBSET})", label="IS-NLL train"),
         Column("is_nll_train_minus_test", "none", "nats", "is_nll_train - is_nll: negative when training images score better "
