@@ -153,6 +153,11 @@ def test_evaluate_recomputes_saved_runs_without_retraining_and_keeps_the_old_val
     assert board.loc["gaussian", "nmi"] == pytest.approx((after["nmi"] + metrics_of(tmp_path, "gaussian", 1)["nmi"]) / 2)
     assert "mixed (20, 40)" in (tmp_path / "leaderboard.md").read_text()  # the K of each row is stated
     assert metrics_of(tmp_path, "ae-gmm")["is_samples"] == 20  # --runs gaussian left ae-gmm alone
+    # --resume: an interrupted evaluate goes on; folders evaluated with these metrics and this K are kept
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path), "--is-samples", "40", "--metrics", "is_nll,nmi", "--resume", "-q"]) == 0
+    assert "evaluated 2 run(s), kept 2 already evaluated" in capsys.readouterr().out
+    assert metrics_of(tmp_path, "gaussian") == after and metrics_of(tmp_path, "ae-gmm")["is_samples"] == 40
 
 
 def test_evaluate_refuses_what_it_cannot_do(tmp_path, capsys):

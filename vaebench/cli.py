@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="evaluate saved runs again (another K, precision or metric) without retraining")
     evaluate.add_argument("dir", type=Path, metavar="OUT", help="the --out folder of a vaebench run")
     evaluate.add_argument("--runs", help="comma-separated run names to evaluate (default all)")
+    evaluate.add_argument("--resume", action="store_true",
+                          help="skip run folders already evaluated with the same metrics, K and precision (an interrupted evaluate goes on)")
     noise_flags(evaluate)
     _settings_flags(evaluate, only=("metrics", "is_samples", "is_precision", "data_dir", "device"))
 
@@ -247,11 +249,12 @@ def cmd_evaluate(args, plugins) -> int:
             args.dir, plugins, metrics=list(checked.metrics) if checked is not None and checked.metrics else None,
             is_samples=values.get("is_samples") and checked.is_samples, is_precision=values.get("is_precision") and checked.is_precision,
             data_dir=checked.data_dir if checked is not None else None, device=checked.device if checked is not None else "auto",
-            runs=runs, reporter=reporter,
+            runs=runs, reporter=reporter, resume=args.resume,
         )
     console = _console()
     console.print(rich_table(result.board, title=f"leaderboard of {args.dir}"))
-    console.print(f"evaluated {len(result.evaluated)} run(s); wrote {args.dir}/leaderboard.csv, leaderboard.md and leaderboard.json", highlight=False)
+    kept = f", kept {len(result.kept)} already evaluated" if result.kept else ""
+    console.print(f"evaluated {len(result.evaluated)} run(s){kept}; wrote {args.dir}/leaderboard.csv, leaderboard.md and leaderboard.json", highlight=False)
     for folder, why in result.skipped:
         print(f"vaebench: skipped {folder}: {why}", file=sys.stderr)
     for metric, errors in result.metric_errors.items():

@@ -41,6 +41,7 @@ log = logging.getLogger("vaebench.evaluate")
 class EvaluateResult:
     board: pd.DataFrame
     evaluated: list[tuple[str, int]] = field(default_factory=list)
+    kept: list[tuple[str, int]] = field(default_factory=list)  # already evaluated so (--resume)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run folder, why)
     metric_errors: dict[str, list[str]] = field(default_factory=dict)
 
@@ -67,6 +68,7 @@ def reevaluate(
     device: str = "auto",
     runs: list[str] | None = None,
     reporter=None,
+    resume: bool = False,
 ) -> EvaluateResult:
     """Evaluate the saved runs of ``out`` again; see the module docstring."""
     out = Path(out)
@@ -94,6 +96,9 @@ def reevaluate(
                 continue
             settings = RunSettings(**{**recorded_settings(config), **overrides, "data_dir": data_dir})
             run = _run_plan(config, settings, plugins, chosen)
+            if resume and _evaluated_so(record, run, settings):
+                result.kept.append((folder.parent.name, int(config["seed"])))
+                continue
             key = (settings.dataset, str(data_dir), settings.binarization, settings.val_images)
             if key not in data_cache:
                 spec = plugins.registry.get("dataset", settings.dataset)
@@ -138,6 +143,13 @@ def reevaluate(
         all_figures(out)
     result.board = board
     return result
+
+
+def _evaluated_so(record: dict, run: RunPlan, settings: RunSettings) -> bool:
+    """Whether ``record`` comes from an evaluate with these metrics, this K and this precision."""
+    done = record.get("evaluated_with")
+    return (isinstance(done, dict) and done.get("metrics") == [m.name for m in run.metrics]
+            and record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision)
 
 
 def _unusable(folder: Path, config, record) -> str | None:
