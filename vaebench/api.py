@@ -17,6 +17,7 @@ def run(
     *,
     seeds: int | list[int] = 1,
     resume: bool = False,
+    jobs: int = 1,
     strict: bool = False,
     plugins: list[str] = (),
     prior: str | None = None,
@@ -30,10 +31,11 @@ def run(
     ``variants`` is a list of names or ``"all"``; ``settings`` are the settings of
     ``vaebench run`` by their names (``dataset="mnist"``, ``epochs=100``, ``lr=1e-4``,
     ``hidden=(400,)``...), checked as the CLI checks them. ``runs`` takes ``[runs.NAME]``
-    tables as a suite file does; ``plugins`` names plugin modules to load, as ``-p`` does.
+    tables as a suite file does; ``plugins`` names plugin modules to load, as ``-p`` does;
+    ``jobs`` trains that many runs at once in worker processes, as ``--jobs`` does.
     """
     loaded = load_plugins(strict=strict, modules=plugins)
     names = loaded.registry.names("variant") if variants == "all" else ([variants] if isinstance(variants, str) else list(variants))
     suite = make_suite(names if names else None, seeds, runs=runs, prior=prior, objective=objective, options=options,
                        settings=settings, source="vaebench.run()")
-    return run_suite(suite, loaded, Path(out), resume=resume).board
+    return run_suite(suite, loaded, Path(out), resume=resume, jobs=jobs).board

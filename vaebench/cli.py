@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT})")
     run.add_argument("--resume", action="store_true", help="keep finished runs, continue unfinished ones from their checkpoints")
     run.add_argument("--extend", action="store_true", help="with --resume: train finished runs on to a larger budget (--epochs N)")
+    run.add_argument("--jobs", type=positive(int), default=1, metavar="N",
+                     help="train up to N runs at once in worker processes, the CPU threads divided among them (default 1)")
     noise_flags(run)
     _settings_flags(run)
 
@@ -203,7 +205,7 @@ def _console():
 
 
 def cmd_run(args, plugins) -> int:
-    from vaebench.execution.runner import execute, plan
+    from vaebench.execution.runner import callbacks_of, execute, plan
     from vaebench.reporting.leaderboard import rich_table
     from vaebench.reporting.progress import make_reporter
 
@@ -211,7 +213,7 @@ def cmd_run(args, plugins) -> int:
     out = args.out or Path(DEFAULT_OUT)
     if args.extend and not args.resume:
         raise UsageError("--extend continues finished runs, so it needs --resume")
-    checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, callbacks=_callbacks(plugins))
+    checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, callbacks=callbacks_of(plugins), jobs=args.jobs)
     with make_reporter(quiet=args.quiet) as reporter:
         result = execute(checked, reporter)
     console = _console()
@@ -228,11 +230,6 @@ def cmd_run(args, plugins) -> int:
         print(f"vaebench: {len(result.failures)} of {len(result.trained)} run(s) failed; the others are in the leaderboard", file=sys.stderr)
         return 1
     return 0
-
-
-def _callbacks(plugins) -> tuple:
-    registry = plugins.registry
-    return tuple(registry.get("callback", name) for name in registry.names("callback"))
 
 
 def cmd_evaluate(args, plugins) -> int:

@@ -124,6 +124,7 @@ class Plugins:
     manager: pluggy.PluginManager
     registry: Registry
     records: list[PluginRecord]
+    load_args: dict = field(default_factory=dict)  # the arguments of load_plugins: worker processes load the same
 
     @property
     def failures(self) -> list[PluginRecord]:
@@ -190,6 +191,8 @@ def load_plugins(
     ``(name, plugin_object)`` pairs directly (tests use it). Failures are logged as one
     line each, or raised as :class:`PluginError` when ``strict`` is true.
     """
+    given_entry_points = None if entry_points is None else list(entry_points)
+    entry_points, modules_given, disable, extra = given_entry_points, list(modules), list(disable), list(extra)
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     if entry_points is None:
@@ -271,4 +274,6 @@ def load_plugins(
             if strict:
                 raise PluginError(message)
             log.warning("%s; skipped (--strict makes this fatal)", message)
-    return Plugins(manager=manager, registry=registry, records=records)
+    load_args = dict(strict=strict, entry_points=given_entry_points, extra=list(extra),
+                     modules=list(modules_given), disable=list(disable), environment=environment)
+    return Plugins(manager=manager, registry=registry, records=records, load_args=load_args)

@@ -117,6 +117,8 @@ class Plan:
     device: torch.device
     lock: OutLock | None = None
     callbacks: tuple = ()
+    jobs: int = 1  # worker processes (execution/parallel.py)
+    plugin_args: dict = field(default_factory=dict)  # how the workers load the plugins the parent loaded
 
     def data_for(self, settings: RunSettings) -> ImageData:
         return self.data[_data_key(settings)]
@@ -124,6 +126,18 @@ class Plan:
 
 def _data_key(settings: RunSettings) -> tuple:
     return (settings.dataset, str(settings.data_dir), settings.binarization, settings.val_images)
+
+
+def load_data(settings: RunSettings, plugins: Plugins, device: torch.device) -> dict[tuple, ImageData]:
+    """The data a run with ``settings`` trains on, by its key in :attr:`Plan.data`."""
+    s = settings
+    return {_data_key(s): prepare(plugins.registry.get("dataset", s.dataset), s.data_dir, s.binarization, device, s.val_images)}
+
+
+def callbacks_of(plugins: Plugins) -> tuple:
+    """Every registered callback, in registration order."""
+    registry = plugins.registry
+    return tuple(registry.get("callback", name) for name in registry.names("callback"))
 
 
 def check_out_dir(out: Path) -> Path:
@@ -166,7 +180,8 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
     return run.variant.build(BuildContext(options=run.options[run.variant.name], prior=prior, objective=objective, **common))
 
 
-def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False, callbacks: tuple = ()) -> Plan:
+def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False, callbacks: tuple = (),
+         jobs: int = 1) -> Plan:
     """Check every input (names, options, numbers, device, data, --out) before anything is trained."""
     out = check_out_dir(out)
     runs = [resolve_run(spec, plugins) for spec in suite.runs]
@@ -178,8 +193,7 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
     for spec in suite.runs:
         key = _data_key(spec.settings)
         if key not in data:
-            s = spec.settings
-            data[key] = prepare(plugins.registry.get("dataset", s.dataset), s.data_dir, s.binarization, device, s.val_images)
+            data.update(load_data(spec.settings, plugins, device))
         if spec.settings.batch_size > len(data[key].train):
             raise UsageError(
                 f"--batch-size {spec.settings.batch_size} is larger than the training set ({len(data[key].train)} images); use a smaller batch"
@@ -201,7 +215,9 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
     except BaseException:
         lock.release()
         raise
-    return Plan(suite, out, resume, extend, runs, data, device, lock, tuple(callbacks))
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: give a whole number of worker processes, at least 1")
+    return Plan(suite, out, resume, extend, runs, data, device, lock, tuple(callbacks), jobs, plugins.load_args)
 
 
 SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estimated up front
@@ -214,8 +230,7 @@ def _warn_if_slow(run: RunPlan, recipe, data: ImageData, device: torch.device) -
     wants_is = any(m.name == "is_nll" for m in run.metrics)
     k = run.settings.is_samples_resolved
     images = len(data.test) + min(len(data.test), 1000)
-    classes = data.n_classes if getattr(recipe.model, "label_conditioned", False) else 1
-    decodes = k * images * classes
+    decodes = k * images  # label-conditioned models split K over their labels (evaluation/importance.py)
     if not wants_is or decodes < SLOW_DECODES:
         return
     model = recipe.model.to(device).eval()
@@ -306,19 +321,25 @@ def execute(p: Plan, reporter=None) -> SweepResult:
     try:
         write_json(p.out / SUITE_FILE, {"source": p.suite.source, "settings": p.suite.settings.identity(),
                                          "runs": [r.spec.name for r in p.runs], "seeds": p.suite.seeds})
-        for run in p.runs:
+        todo = []
+        for index, run in enumerate(p.runs):
             for seed in p.suite.seeds_of(run.spec):
-                run_dir = run_dir_of(p.out, run.spec.name, seed)
-                done = read_json(run_dir / METRICS_FILE)
+                done = read_json(run_dir_of(p.out, run.spec.name, seed) / METRICS_FILE)
                 if p.resume and isinstance(done, dict) and done.get("status") == "ok" and not _extends(p, run, done):
                     result.kept.append((run.spec.name, seed))
-                    continue
-                record = run_one(p, run, seed, run_dir, reporter)
-                result.trained.append((run.spec.name, seed))
-                if record["status"] != "ok":
-                    result.failures.append((run.spec.name, seed, record.get("reason")))
-                for metric, error in (record.get("metric_errors") or {}).items():
-                    result.metric_errors.setdefault(metric, []).append(f"{run.spec.name} seed {seed}: {error}")
+                else:
+                    todo.append((index, seed))
+        if p.jobs > 1 and len(todo) > 1:
+            records = _run_in_workers(p, todo, reporter)
+        else:
+            records = {(i, seed): run_one(p, p.runs[i], seed, run_dir_of(p.out, p.runs[i].spec.name, seed), reporter) for i, seed in todo}
+        for index, seed in todo:
+            name, record = p.runs[index].spec.name, records[(index, seed)]
+            result.trained.append((name, seed))
+            if record["status"] != "ok":
+                result.failures.append((name, seed, record.get("reason")))
+            for metric, error in (record.get("metric_errors") or {}).items():
+                result.metric_errors.setdefault(metric, []).append(f"{name} seed {seed}: {error}")
         board = leaderboard(run_records(p.out))
         write_leaderboard(p.out, board)
         all_figures(p.out)
@@ -327,6 +348,14 @@ def execute(p: Plan, reporter=None) -> SweepResult:
         if p.lock is not None:
             p.lock.release()
     return result
+
+
+def _run_in_workers(p: Plan, todo: list[tuple[int, int]], reporter) -> dict[tuple[int, int], dict]:
+    from vaebench.execution.parallel import Task, run_parallel, threads_per_job
+
+    threads = threads_per_job(p.jobs) if p.device.type == "cpu" else 1
+    tasks = [Task(p.suite, index, seed, p.out, p.resume, p.extend, str(p.device), p.plugin_args, threads) for index, seed in todo]
+    return run_parallel(tasks, p.jobs, reporter)
 
 
 def _extends(p: Plan, run: RunPlan, done: dict) -> bool:
@@ -339,8 +368,9 @@ def _extends(p: Plan, run: RunPlan, done: dict) -> bool:
     return old is not None and new is not None and new > old
 
 
-def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, reporter=None, extend: bool = False) -> SweepResult:
-    return execute(plan(suite, plugins, out, resume, extend), reporter)
+def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, reporter=None, extend: bool = False,
+              jobs: int = 1) -> SweepResult:
+    return execute(plan(suite, plugins, out, resume, extend, callbacks_of(plugins), jobs), reporter)
 
 
 def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:

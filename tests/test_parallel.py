@@ -1,0 +1,98 @@
+"""--jobs N: a suite's runs in worker processes, with the numbers of --jobs 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import metrics_of
+
+PLUGINS = str(Path(__file__).parent / "plugins_for_tests")
+NUMBERS = ("neg_elbo", "neg_elbo_kl", "is_nll", "nmi")
+
+
+def cli(out, *extra, variants=("gaussian", "bernoulli-sfe"), epochs=3, plugins=()):
+    return [sys.executable, "-m", "vaebench", *plugins, "run", *variants, "--dataset", "digits", "--hidden", "32", "--latent-dim", "4",
+            "--epochs", str(epochs), "--is-samples", "20", "--seeds", "2", "--metrics", "elbo,is_nll,nmi", "--device", "cpu",
+            "-q", "--out", str(out), *extra]
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([PLUGINS, os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
+
+
+def assert_same_runs(a: Path, b: Path, variants=("gaussian", "bernoulli-sfe"), seeds=(0, 1)):
+    for variant in variants:
+        for seed in seeds:
+            x, y = metrics_of(a, variant, seed), metrics_of(b, variant, seed)
+            assert x["status"] == y["status"] == "ok"
+            for key in NUMBERS:
+                assert x[key] == y[key], (variant, seed, key)
+            hx = pd.read_csv(a / f"runs/{variant}/seed-{seed}/history.csv")
+            hy = pd.read_csv(b / f"runs/{variant}/seed-{seed}/history.csv")
+            pd.testing.assert_series_equal(hx["loss"], hy["loss"])
+
+
+def test_jobs_2_gives_the_numbers_of_jobs_1_run_by_run(tmp_path):
+    subprocess.run(cli(tmp_path / "one"), check=True, env=env(), capture_output=True)
+    result = subprocess.run(cli(tmp_path / "two", "--jobs", "2"), env=env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert_same_runs(tmp_path / "one", tmp_path / "two")
+    board = pd.read_csv(tmp_path / "two/leaderboard.csv")
+    assert set(board["run"]) == {"gaussian", "bernoulli-sfe"} and (board["seeds"] == 2).all()
+
+
+def test_a_worker_that_dies_costs_only_its_own_run(tmp_path):
+    result = subprocess.run(cli(tmp_path, "--jobs", "2", variants=("crash", "gaussian"), plugins=("-p", "vb_crash")), env=env(),
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    for seed in (0, 1):
+        crashed = metrics_of(tmp_path, "crash", seed)
+        assert crashed["status"] == "failed" and "worker process died (killed by signal 9)" in crashed["reason"]
+        assert metrics_of(tmp_path, "gaussian", seed)["status"] == "ok"
+    assert "run crash seed 0 failed: its worker process died" in result.stderr
+
+
+def test_jobs_must_be_a_positive_whole_number(tmp_path):
+    result = subprocess.run(cli(tmp_path, "--jobs", "0"), env=env(), capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "--jobs" in result.stderr
+
+
+def _children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
+def test_a_killed_parallel_suite_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
+    long = dict(epochs=40)
+    subprocess.run(cli(tmp_path / "straight", **long), check=True, env=env(), capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(cli(killed, "--jobs", "2", **long), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = [killed / f"runs/gaussian/seed-{s}/checkpoint.pt" for s in (0, 1)]
+    deadline = time.time() + 120
+    while not all(c.exists() for c in checkpoints) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    workers = _children_of(process.pid)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "runs/gaussian/seed-0/metrics.json").exists(), "the kill came too late to test anything"
+    deadline = time.time() + 30  # the workers notice their parent is gone and stop
+    while any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text() for w in workers) \
+            and time.time() < deadline:
+        time.sleep(0.1)
+    assert workers and not any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text() for w in workers)
+    result = subprocess.run(cli(killed, "--jobs", "2", "--resume", **long), env=env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert_same_runs(tmp_path / "straight", killed)
+    resumed = [json.loads((killed / f"runs/gaussian/seed-{s}/metrics.json").read_text())["resumed_from_epoch"] for s in (0, 1)]
+    assert any(r and r > 0 for r in resumed)

@@ -1,0 +1,177 @@
+"""``--jobs N``: a suite's runs in up to N worker processes on one machine.
+
+Each run x seed trains in a process of its own, started with ``spawn`` (nothing of the
+parent's threads or device state is inherited). The worker loads the plugins as the parent
+did, prepares its own copy of the data and calls :func:`vaebench.execution.runner.run_one`,
+the function a ``--jobs 1`` suite calls, so a run's numbers do not depend on ``--jobs``:
+on a CPU they are the same to the last bit (tested). torch's threads are divided among
+the workers. Progress and log lines come back through one queue to the parent's reporter,
+so the display shows every active run.
+
+A run that raises is recorded as failed by ``run_one``, as always. A worker that dies
+(a segfault, the out-of-memory killer) costs only its own run: the parent records it as
+failed with the exit code. If the parent is killed, every worker stops within a second
+and keeps its last checkpoint, so ``--resume`` continues the suite; on Ctrl-C or SIGTERM
+the parent stops its workers the same way before it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue as queues
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("vaebench.runner")
+
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run x seed, as a worker needs it: everything picklable."""
+
+    suite: object  # vaebench.suite.Suite
+    run_index: int
+    seed: int
+    out: Path
+    resume: bool
+    extend: bool
+    device: str
+    plugin_args: dict
+    threads: int
+
+
+def threads_per_job(jobs: int) -> int:
+    """torch threads for each of ``jobs`` workers: the cores divided among them, at least one."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
+    """Run ``tasks`` in at most ``jobs`` processes; return each task's record by (run index, seed)."""
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    pending = list(tasks)
+    running: dict[object, Task] = {}
+    records: dict[tuple[int, int], dict] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                task = pending.pop(0)
+                process = context.Process(target=_work, args=(task, events, os.getpid()), daemon=True,
+                                          name=f"vaebench-{task.run_index}-{task.seed}")
+                process.start()
+                running[process] = task
+            _drain(events, reporter, records, timeout=POLL_SECONDS)
+            for process in [p for p in running if p.exitcode is not None]:
+                task = running.pop(process)
+                _drain(events, reporter, records, timeout=0)  # what the worker said before it exited
+                key = (task.run_index, task.seed)
+                if key not in records:
+                    records[key] = _died(task, process.exitcode, reporter)
+        _drain(events, reporter, records, timeout=0)
+    finally:
+        for process in running:  # Ctrl-C, SIGTERM or an error here: stop the workers, keep their checkpoints
+            process.terminate()
+        for process in running:
+            process.join(timeout=10)
+    return records
+
+
+def _drain(events, reporter, records: dict, timeout: float) -> None:
+    """Forward queued progress to the reporter and collect finished records."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            kind, *payload = events.get(timeout=max(0.0, deadline - time.monotonic())) if timeout else events.get_nowait()
+        except queues.Empty:
+            return
+        if kind == "record":
+            run_index, seed, record = payload
+            records[(run_index, seed)] = record
+        elif kind == "log":
+            level, message = payload
+            log.log(level, "%s", message)
+        else:
+            getattr(reporter, kind)(*payload)
+
+
+def _died(task: Task, exitcode: int, reporter) -> dict:
+    """The record of a run whose worker died without one, written where the run's own would be."""
+    from vaebench.atomic import write_json
+    from vaebench.execution.records import METRICS_FILE, run_dir_of
+
+    spec = task.suite.runs[task.run_index]
+    how = f"killed by signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
+    record = {"run": spec.name, "variant": spec.variant, "seed": task.seed, "status": "failed",
+              "reason": f"its worker process died ({how}); the other runs went on", "columns": [], "metric_errors": {}}
+    run_dir = run_dir_of(task.out, spec.name, task.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / METRICS_FILE, record)
+    reporter.finish(f"{spec.name} seed {task.seed}", "failed")
+    return record
+
+
+class QueueReporter:
+    """A worker's reporter: every call goes to the parent's reporter through the queue."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def start(self, run, epochs):
+        self.events.put(("start", run, epochs))
+
+    def epoch(self, run, record):
+        self.events.put(("epoch", run, {k: v for k, v in record.items() if isinstance(v, (int, float, str))}))
+
+    def stage(self, run, text):
+        self.events.put(("stage", run, text))
+
+    def finish(self, run, status):
+        self.events.put(("finish", run, status))
+
+
+class QueueLogHandler(logging.Handler):
+    def __init__(self, events):
+        super().__init__(logging.WARNING)
+        self.events = events
+
+    def emit(self, record):
+        self.events.put(("log", record.levelno, record.getMessage()))
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Exit when the parent is gone (killed): the run keeps its last checkpoint for --resume."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _work(task: Task, events, parent: int) -> None:
+    """A worker process: one run x seed, trained and evaluated as ``--jobs 1`` would."""
+    threading.Thread(target=_stop_with_parent, args=(parent,), daemon=True).start()
+    import torch
+
+    torch.set_num_threads(task.threads)
+    vaebench_log = logging.getLogger("vaebench")
+    vaebench_log.addHandler(QueueLogHandler(events))
+    vaebench_log.propagate = False
+    logging.getLogger("vaebench.plugins").setLevel(logging.ERROR)  # the parent reported the plugins already
+
+    from vaebench.execution.records import run_dir_of
+    from vaebench.execution.runner import Plan, load_data, resolve_run, run_one, callbacks_of
+    from vaebench.plugin_manager import load_plugins
+
+    plugins = load_plugins(**task.plugin_args)
+    spec = task.suite.runs[task.run_index]
+    run = resolve_run(spec, plugins)
+    device = torch.device(task.device)
+    data = load_data(spec.settings, plugins, device)
+    plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks_of(plugins))
+    record = run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), QueueReporter(events))
+    events.put(("record", task.run_index, task.seed, record))
