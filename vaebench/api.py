@@ -18,6 +18,7 @@ def run(
     seeds: int | list[int] = 1,
     resume: bool = False,
     jobs: int = 1,
+    trackers: tuple[str, ...] = (),
     strict: bool = False,
     plugins: list[str] = (),
     prior: str | None = None,
@@ -32,10 +33,11 @@ def run(
     ``vaebench run`` by their names (``dataset="mnist"``, ``epochs=100``, ``lr=1e-4``,
     ``hidden=(400,)``...), checked as the CLI checks them. ``runs`` takes ``[runs.NAME]``
     tables as a suite file does; ``plugins`` names plugin modules to load, as ``-p`` does;
-    ``jobs`` trains that many runs at once in worker processes, as ``--jobs`` does.
+    ``jobs`` trains that many runs at once in worker processes, as ``--jobs`` does; ``trackers``
+    names trackers to log to, as ``--tracker`` does.
     """
     loaded = load_plugins(strict=strict, modules=plugins)
     names = loaded.registry.names("variant") if variants == "all" else ([variants] if isinstance(variants, str) else list(variants))
     suite = make_suite(names if names else None, seeds, runs=runs, prior=prior, objective=objective, options=options,
                        settings=settings, source="vaebench.run()")
-    return run_suite(suite, loaded, Path(out), resume=resume, jobs=jobs).board
+    return run_suite(suite, loaded, Path(out), resume=resume, jobs=jobs, trackers=tuple(trackers)).board

@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--extend", action="store_true", help="with --resume: train finished runs on to a larger budget (--epochs N)")
     run.add_argument("--jobs", type=positive(int), default=1, metavar="N",
                      help="train up to N runs at once in worker processes, the CPU threads divided among them (default 1)")
+    run.add_argument("--tracker", action="append", default=[], metavar="NAME",
+                     help="also log every run to this tracker: mlflow or tensorboard, or a plugin's (repeatable)")
     noise_flags(run)
     _settings_flags(run)
 
@@ -205,7 +207,7 @@ def _console():
 
 
 def cmd_run(args, plugins) -> int:
-    from vaebench.execution.runner import callbacks_of, execute, plan
+    from vaebench.execution.runner import execute, plan
     from vaebench.reporting.leaderboard import rich_table
     from vaebench.reporting.progress import make_reporter
 
@@ -213,7 +215,7 @@ def cmd_run(args, plugins) -> int:
     out = args.out or Path(DEFAULT_OUT)
     if args.extend and not args.resume:
         raise UsageError("--extend continues finished runs, so it needs --resume")
-    checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, callbacks=callbacks_of(plugins), jobs=args.jobs)
+    checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, trackers=tuple(args.tracker), jobs=args.jobs)
     with make_reporter(quiet=args.quiet) as reporter:
         result = execute(checked, reporter)
     console = _console()

@@ -44,6 +44,7 @@ class Task:
     device: str
     plugin_args: dict
     threads: int
+    trackers: tuple = ()
 
 
 def threads_per_job(jobs: int) -> int:
@@ -172,6 +173,6 @@ def _work(task: Task, events, parent: int) -> None:
     run = resolve_run(spec, plugins)
     device = torch.device(task.device)
     data = load_data(spec.settings, plugins, device)
-    plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks_of(plugins))
+    plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks_of(plugins, task.trackers))
     record = run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), QueueReporter(events))
     events.put(("record", task.run_index, task.seed, record))

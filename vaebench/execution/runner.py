@@ -119,6 +119,7 @@ class Plan:
     callbacks: tuple = ()
     jobs: int = 1  # worker processes (execution/parallel.py)
     plugin_args: dict = field(default_factory=dict)  # how the workers load the plugins the parent loaded
+    trackers: tuple[str, ...] = ()  # the optional callbacks asked for (--tracker)
 
     def data_for(self, settings: RunSettings) -> ImageData:
         return self.data[_data_key(settings)]
@@ -134,10 +135,21 @@ def load_data(settings: RunSettings, plugins: Plugins, device: torch.device) -> 
     return {_data_key(s): prepare(plugins.registry.get("dataset", s.dataset), s.data_dir, s.binarization, device, s.val_images)}
 
 
-def callbacks_of(plugins: Plugins) -> tuple:
-    """Every registered callback, in registration order."""
+def callbacks_of(plugins: Plugins, trackers: tuple[str, ...] = ()) -> tuple:
+    """The registered callbacks that run: every one not marked ``optional``, and the optional
+    ones (trackers) named in ``trackers`` (``--tracker NAME``), in registration order."""
+    import importlib.util
+
     registry = plugins.registry
-    return tuple(registry.get("callback", name) for name in registry.names("callback"))
+    names = registry.names("callback")
+    optional = [n for n in names if getattr(registry.get("callback", n), "optional", False)]
+    for name in trackers:
+        if name not in optional:
+            raise UsageError(f"--tracker {name}: no such tracker; the installed trackers are: {', '.join(optional) or 'none'}")
+        module, hint = getattr(registry.get("callback", name), "requires", (None, ""))
+        if module and importlib.util.find_spec(module) is None:
+            raise UsageError(f"--tracker {name} needs the '{module}' package, which is not installed: {hint}")
+    return tuple(registry.get("callback", n) for n in names if n not in optional or n in trackers)
 
 
 def check_out_dir(out: Path) -> Path:
@@ -180,10 +192,11 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
     return run.variant.build(BuildContext(options=run.options[run.variant.name], prior=prior, objective=objective, **common))
 
 
-def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False, callbacks: tuple = (),
-         jobs: int = 1) -> Plan:
-    """Check every input (names, options, numbers, device, data, --out) before anything is trained."""
+def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False,
+         trackers: tuple[str, ...] = (), jobs: int = 1) -> Plan:
+    """Check every input (names, options, numbers, device, data, --out, trackers) before anything is trained."""
     out = check_out_dir(out)
+    callbacks = callbacks_of(plugins, tuple(trackers))
     runs = [resolve_run(spec, plugins) for spec in suite.runs]
     for spec in suite.runs:
         plugins.registry.get("dataset", spec.settings.dataset)
@@ -217,7 +230,7 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
         raise
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give a whole number of worker processes, at least 1")
-    return Plan(suite, out, resume, extend, runs, data, device, lock, tuple(callbacks), jobs, plugins.load_args)
+    return Plan(suite, out, resume, extend, runs, data, device, lock, callbacks, jobs, plugins.load_args, tuple(trackers))
 
 
 SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estimated up front
@@ -354,7 +367,8 @@ def _run_in_workers(p: Plan, todo: list[tuple[int, int]], reporter) -> dict[tupl
     from vaebench.execution.parallel import Task, run_parallel, threads_per_job
 
     threads = threads_per_job(p.jobs) if p.device.type == "cpu" else 1
-    tasks = [Task(p.suite, index, seed, p.out, p.resume, p.extend, str(p.device), p.plugin_args, threads) for index, seed in todo]
+    tasks = [Task(p.suite, index, seed, p.out, p.resume, p.extend, str(p.device), p.plugin_args, threads, p.trackers)
+             for index, seed in todo]
     return run_parallel(tasks, p.jobs, reporter)
 
 
@@ -369,8 +383,8 @@ def _extends(p: Plan, run: RunPlan, done: dict) -> bool:
 
 
 def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, reporter=None, extend: bool = False,
-              jobs: int = 1) -> SweepResult:
-    return execute(plan(suite, plugins, out, resume, extend, callbacks_of(plugins), jobs), reporter)
+              jobs: int = 1, trackers: tuple[str, ...] = ()) -> SweepResult:
+    return execute(plan(suite, plugins, out, resume, extend, trackers=trackers, jobs=jobs), reporter)
 
 
 def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
