@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--extend", action="store_true", help="with --resume: train finished runs on to a larger budget (--epochs N)")
     run.add_argument("--jobs", type=positive(int), default=1, metavar="N",
                      help="train up to N runs at once in worker processes, the CPU threads divided among them (default 1)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="where runs execute: this machine (local, with --jobs), or Ray tasks (ray; pip install 'vaebench[ray]')")
+    run.add_argument("--ray-address", metavar="HOST:PORT", help="with --executor ray: join this Ray cluster (default: start a local instance)")
+    run.add_argument("--cpus-per-run", type=positive(int), default=1, metavar="N", help="with --executor ray: CPUs (torch threads) per run")
+    run.add_argument("--gpus-per-run", type=positive(float), default=1.0, metavar="F",
+                     help="with --executor ray on CUDA: GPUs per run; a fraction packs runs on one GPU (0.25: four)")
     run.add_argument("--tracker", action="append", default=[], metavar="NAME",
                      help="also log every run to this tracker: mlflow or tensorboard, or a plugin's (repeatable)")
     noise_flags(run)
@@ -215,7 +221,13 @@ def cmd_run(args, plugins) -> int:
     out = args.out or Path(DEFAULT_OUT)
     if args.extend and not args.resume:
         raise UsageError("--extend continues finished runs, so it needs --resume")
-    checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, trackers=tuple(args.tracker), jobs=args.jobs)
+    if args.executor != "ray" and (args.ray_address or args.cpus_per_run != 1 or args.gpus_per_run != 1.0):
+        raise UsageError("--ray-address, --cpus-per-run and --gpus-per-run go with --executor ray")
+    if args.executor == "ray" and args.jobs != 1:
+        raise UsageError("--jobs is for --executor local; Ray schedules runs by --cpus-per-run and --gpus-per-run")
+    executor = {"name": args.executor, "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
+    checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, trackers=tuple(args.tracker), jobs=args.jobs,
+                   executor=executor)
     with make_reporter(quiet=args.quiet) as reporter:
         result = execute(checked, reporter)
     console = _console()

@@ -73,7 +73,9 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
                 _drain(events, reporter, records, timeout=0)  # what the worker said before it exited
                 key = (task.run_index, task.seed)
                 if key not in records:
-                    records[key] = _died(task, process.exitcode, reporter)
+                    code = process.exitcode
+                    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                    records[key] = _died(task, f"its worker process died ({how}); the other runs went on", reporter)
         _drain(events, reporter, records, timeout=0)
     finally:
         for process in running:  # Ctrl-C, SIGTERM or an error here: stop the workers, keep their checkpoints
@@ -101,15 +103,14 @@ def _drain(events, reporter, records: dict, timeout: float) -> None:
             getattr(reporter, kind)(*payload)
 
 
-def _died(task: Task, exitcode: int, reporter) -> dict:
+def _died(task: Task, reason: str, reporter) -> dict:
     """The record of a run whose worker died without one, written where the run's own would be."""
     from vaebench.atomic import write_json
     from vaebench.execution.records import METRICS_FILE, run_dir_of
 
     spec = task.suite.runs[task.run_index]
-    how = f"killed by signal {-exitcode}" if exitcode < 0 else f"exit code {exitcode}"
     record = {"run": spec.name, "variant": spec.variant, "seed": task.seed, "status": "failed",
-              "reason": f"its worker process died ({how}); the other runs went on", "columns": [], "metric_errors": {}}
+              "reason": reason, "columns": [], "metric_errors": {}}
     run_dir = run_dir_of(task.out, spec.name, task.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / METRICS_FILE, record)
@@ -154,8 +155,13 @@ def _stop_with_parent(parent: int) -> None:
 
 
 def _work(task: Task, events, parent: int) -> None:
-    """A worker process: one run x seed, trained and evaluated as ``--jobs 1`` would."""
+    """A local worker process: one run x seed, trained and evaluated as ``--jobs 1`` would."""
     threading.Thread(target=_stop_with_parent, args=(parent,), daemon=True).start()
+    events.put(("record", task.run_index, task.seed, run_task(task, events)))
+
+
+def run_task(task: Task, events) -> dict:
+    """One run x seed in this process, reporting through ``events`` (anything with ``put``)."""
     import torch
 
     torch.set_num_threads(task.threads)
@@ -165,7 +171,7 @@ def _work(task: Task, events, parent: int) -> None:
     logging.getLogger("vaebench.plugins").setLevel(logging.ERROR)  # the parent reported the plugins already
 
     from vaebench.execution.records import run_dir_of
-    from vaebench.execution.runner import Plan, load_data, resolve_run, run_one, callbacks_of
+    from vaebench.execution.runner import Plan, callbacks_of, load_data, resolve_run, run_one
     from vaebench.plugin_manager import load_plugins
 
     plugins = load_plugins(**task.plugin_args)
@@ -174,5 +180,4 @@ def _work(task: Task, events, parent: int) -> None:
     device = torch.device(task.device)
     data = load_data(spec.settings, plugins, device)
     plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks_of(plugins, task.trackers))
-    record = run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), QueueReporter(events))
-    events.put(("record", task.run_index, task.seed, record))
+    return run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), QueueReporter(events))

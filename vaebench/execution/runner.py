@@ -120,6 +120,7 @@ class Plan:
     jobs: int = 1  # worker processes (execution/parallel.py)
     plugin_args: dict = field(default_factory=dict)  # how the workers load the plugins the parent loaded
     trackers: tuple[str, ...] = ()  # the optional callbacks asked for (--tracker)
+    executor: dict = field(default_factory=lambda: {"name": "local"})  # local, or ray with its address and resources
 
     def data_for(self, settings: RunSettings) -> ImageData:
         return self.data[_data_key(settings)]
@@ -193,10 +194,18 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
 
 
 def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False,
-         trackers: tuple[str, ...] = (), jobs: int = 1) -> Plan:
+         trackers: tuple[str, ...] = (), jobs: int = 1, executor: dict | None = None) -> Plan:
     """Check every input (names, options, numbers, device, data, --out, trackers) before anything is trained."""
     out = check_out_dir(out)
     callbacks = callbacks_of(plugins, tuple(trackers))
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: give a whole number of worker processes, at least 1")
+    executor = executor or {"name": "local"}
+    if executor["name"] == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray, which is not installed: pip install 'vaebench[ray]'")
     runs = [resolve_run(spec, plugins) for spec in suite.runs]
     for spec in suite.runs:
         plugins.registry.get("dataset", spec.settings.dataset)
@@ -228,9 +237,7 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
     except BaseException:
         lock.release()
         raise
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: give a whole number of worker processes, at least 1")
-    return Plan(suite, out, resume, extend, runs, data, device, lock, callbacks, jobs, plugins.load_args, tuple(trackers))
+    return Plan(suite, out, resume, extend, runs, data, device, lock, callbacks, jobs, plugins.load_args, tuple(trackers), executor)
 
 
 SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estimated up front
@@ -342,7 +349,9 @@ def execute(p: Plan, reporter=None) -> SweepResult:
                     result.kept.append((run.spec.name, seed))
                 else:
                     todo.append((index, seed))
-        if p.jobs > 1 and len(todo) > 1:
+        if p.executor["name"] == "ray" and todo:
+            records = _run_in_workers(p, todo, reporter)
+        elif p.jobs > 1 and len(todo) > 1:
             records = _run_in_workers(p, todo, reporter)
         else:
             records = {(i, seed): run_one(p, p.runs[i], seed, run_dir_of(p.out, p.runs[i].spec.name, seed), reporter) for i, seed in todo}
@@ -366,9 +375,14 @@ def execute(p: Plan, reporter=None) -> SweepResult:
 def _run_in_workers(p: Plan, todo: list[tuple[int, int]], reporter) -> dict[tuple[int, int], dict]:
     from vaebench.execution.parallel import Task, run_parallel, threads_per_job
 
-    threads = threads_per_job(p.jobs) if p.device.type == "cpu" else 1
+    ray = p.executor["name"] == "ray"
+    threads = p.executor["cpus_per_run"] if ray else threads_per_job(p.jobs) if p.device.type == "cpu" else 1
     tasks = [Task(p.suite, index, seed, p.out, p.resume, p.extend, str(p.device), p.plugin_args, threads, p.trackers)
              for index, seed in todo]
+    if ray:
+        from vaebench.execution.ray_executor import run_on_ray
+
+        return run_on_ray(tasks, reporter, p.executor.get("address"), p.executor["gpus_per_run"])
     return run_parallel(tasks, p.jobs, reporter)
 
 
@@ -383,8 +397,8 @@ def _extends(p: Plan, run: RunPlan, done: dict) -> bool:
 
 
 def run_suite(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, reporter=None, extend: bool = False,
-              jobs: int = 1, trackers: tuple[str, ...] = ()) -> SweepResult:
-    return execute(plan(suite, plugins, out, resume, extend, trackers=trackers, jobs=jobs), reporter)
+              jobs: int = 1, trackers: tuple[str, ...] = (), executor: dict | None = None) -> SweepResult:
+    return execute(plan(suite, plugins, out, resume, extend, trackers=trackers, jobs=jobs, executor=executor), reporter)
 
 
 def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
