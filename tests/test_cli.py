@@ -34,7 +34,7 @@ def test_list_and_plugins_json(capsys):
     assert {("prior", "vampprior"), ("objective", "iwae")} <= {(r["kind"], r["name"]) for r in rows}
     code, out, _ = run_cli(capsys, "plugins", "--json")
     records = {r["name"]: r for r in json.loads(out)}
-    assert records["metrics"]["registered"]["metric"] == ["elbo", "is_nll", "gaps", "nmi", "throughput", "reference_nll", "pictures"]
+    assert records["metrics"]["registered"]["metric"] == ["elbo", "is_nll", "gaps", "nmi", "latent_usage", "sample_quality", "throughput", "reference_nll", "pictures"]
     assert records["gaussian"]["hooks"] == ["register_variants"] and records["gaussian"]["status"] == "ok"
     assert records["gaussian"]["distribution"] == "vaebench" and records["gaussian"]["version"]
 

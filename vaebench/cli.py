@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard of an --out folder from its run folders")
     board.add_argument("dir", type=Path)
     board.add_argument("--format", default="table", choices=["table", "md", "csv", "json"])
+    report = sub.add_parser("report", help="write OUT/report.html: sortable leaderboard, pictures, settings, plugin versions")
+    report.add_argument("dir", type=Path, metavar="OUT", help="the --out folder of a vaebench run")
     return parser
 
 
@@ -341,7 +343,16 @@ def cmd_leaderboard(args, plugins) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard}
+def cmd_report(args, plugins) -> int:
+    from vaebench.reporting.html_report import write_report
+
+    path = write_report(args.dir)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "list": cmd_list, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard,
+            "report": cmd_report}
 
 
 class Terminated(BaseException):

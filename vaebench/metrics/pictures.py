@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from vaebench.atomic import write_atomic
 from vaebench.evaluation.context import EvalContext, posterior_means
+from vaebench.reporting.figures import pyplot
 
 N_SAMPLES = 64
 N_RECONSTRUCTIONS = 32
@@ -20,16 +21,6 @@ def as_images(flat: torch.Tensor, shape) -> torch.Tensor:
     if shape[-1] < MIN_PIXELS:
         images = F.interpolate(images, scale_factor=MIN_PIXELS // shape[-1] + 1, mode="nearest")
     return images
-
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend, imported when a picture is drawn (it is slow to import)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_grid(path: Path, flat: torch.Tensor, shape, nrow: int) -> Path:
@@ -59,9 +50,52 @@ def plot_curves(history: list[dict], keys: list[str], title: str, ylabel: str):
     return fig
 
 
+N_INTERPOLATIONS, INTERPOLATION_STEPS = 8, 10
+
+
+def interpolation(model, split, positions, shape, path: Path) -> Path:
+    """Rows of images decoded along the line between the posterior means of two test images."""
+    rows = []
+    for i in range(N_INTERPOLATIONS):
+        a, b = 2 * i, 2 * i + 1
+        x, y, index = split.x[[a, b]], split.y[[a, b]], positions[[a, b]]
+        z = model.posterior(x, y, index).mean
+        t = torch.linspace(0, 1, INTERPOLATION_STEPS, device=z.device).unsqueeze(1)
+        line = (1 - t) * z[0] + t * z[1]
+        labels = y[0].expand(INTERPOLATION_STEPS) if getattr(model, "label_conditioned", False) else None
+        rows.append(torch.cat([x[:1], model.likelihood(line, labels).mean, x[1:]]))
+    return save_grid(path, torch.cat(rows), shape, nrow=INTERPOLATION_STEPS + 2)
+
+
+def latent_scatter(codes: torch.Tensor, labels, mixture_prior, path: Path) -> Path:
+    """Posterior means of the test split in 2-d (PCA beyond 2 dimensions), with samples of a mixture prior."""
+    from sklearn.decomposition import PCA
+
+    codes = codes.numpy()
+    project, axes = (lambda a: a), ("z 1", "z 2")
+    if codes.shape[1] > 2:
+        pca = PCA(n_components=2, random_state=0).fit(codes)
+        project, axes = pca.transform, ("PC 1", "PC 2")
+    fig, ax = pyplot().subplots(figsize=(5, 5))
+    flat = project(codes)
+    points = ax.scatter(flat[:, 0], flat[:, 1], c=labels, cmap="tab10", s=4)
+    fig.colorbar(points, ax=ax, label="class")
+    if mixture_prior is not None:
+        prior_points = project(mixture_prior.sample(2000).float().cpu().numpy())
+        ax.scatter(prior_points[:, 0], prior_points[:, 1], c="black", s=1, alpha=0.3, label="prior samples")
+        centres = project(mixture_prior.means.detach().float().cpu().numpy())
+        ax.scatter(centres[:, 0], centres[:, 1], c="red", marker="x", s=40, label="component means")
+        ax.legend(loc="best", fontsize=7)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title("posterior means of the test split")
+    return save_figure(path, fig)
+
+
 class Pictures:
     name = "pictures"
-    description = "sample grids (probabilities and draws), reconstructions, class/category grids, latent scatter, curves"
+    description = ("sample grids (probabilities and draws), reconstructions, interpolations, class/category grids, "
+                   "mixture modes, latent scatter with mixture-prior samples, per-class IS-NLL, curves")
     columns = ()  # pictures only
 
     @torch.inference_mode()
@@ -86,21 +120,26 @@ class Pictures:
             name = getattr(model, "group_name", "group")
             written.append(save_grid(out / f"samples_by_{name}.png", groups.reshape(-1, groups.shape[-1]), shape, nrow=8))
 
-        codes = posterior_means(ctx, split, positions).numpy()
-        from sklearn.decomposition import PCA
+        written.append(interpolation(model, split, positions, shape, out / "interpolation.png"))
 
-        if codes.shape[1] > 2:
-            codes = PCA(n_components=2, random_state=0).fit_transform(codes)
-            axes = ("PC 1", "PC 2")
-        else:
-            axes = ("z 1", "z 2")
-        fig, ax = pyplot().subplots(figsize=(5, 5))
-        points = ax.scatter(codes[:, 0], codes[:, 1], c=split.y.cpu().numpy(), cmap="tab10", s=4)
-        fig.colorbar(points, ax=ax, label="class")
-        ax.set_xlabel(axes[0])
-        ax.set_ylabel(axes[1])
-        ax.set_title("posterior means of the test split")
-        written.append(save_figure(out / "latent_scatter.png", fig))
+        means = getattr(getattr(model.prior, "means", None), "detach", None)
+        if means is not None:  # a mixture prior: decode each component's mean (its mode)
+            modes = model.likelihood(model.prior.means.to(ctx.device), None).mean
+            written.append(save_grid(out / "mixture_modes.png", modes, shape, nrow=min(10, len(modes))))
+
+        codes = posterior_means(ctx, split, positions)
+        written.append(latent_scatter(codes, split.y.cpu().numpy(), model.prior if means is not None else None,
+                                      out / "latent_scatter.png"))
+
+        per_class = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in ctx.values.items() if k.startswith("is_nll_class_"))
+        if per_class:
+            fig, ax = pyplot().subplots(figsize=(5, 3))
+            ax.bar([c for c, _ in per_class], [v for _, v in per_class], color="#4c72b0")
+            ax.set_xlabel("class")
+            ax.set_ylabel("IS-NLL, nats")
+            ax.set_title("-log p(x) per class, test split")
+            ax.set_ylim(bottom=min(v for _, v in per_class) * 0.9)
+            written.append(save_figure(out / "is_nll_per_class.png", fig))
 
         history = ctx.training.history if ctx.training is not None else []
         if history:

@@ -8,13 +8,21 @@ from pathlib import Path
 from vaebench.atomic import write_atomic
 
 
-def combined_figure(out_dir: Path, picture: str = "samples_probs.png") -> Path | None:
-    """One figure with a grid per variant (seed 0's ``picture``), in ``figures/``."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, imported when a figure is drawn (it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def combined_figure(out_dir: Path, picture: str = "samples_probs.png") -> Path | None:
+    """One figure with a grid per variant (seed 0's ``picture``), in ``figures/``."""
+    import matplotlib.image as mpimg
+
+    plt = pyplot()
 
     out_dir = Path(out_dir)
     grids = []
@@ -46,10 +54,7 @@ CURVES = ("val_neg_elbo", "nmi")  # history columns drawn per epoch across runs,
 def history_curves(out_dir: Path, key: str) -> Path | None:
     """``figures/<key>_per_epoch.png``: ``key`` from each run's history.csv against the epoch, the
     mean over its seeds with their range shaded; ``None`` when no run logged ``key``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
 
     out_dir = Path(out_dir)
