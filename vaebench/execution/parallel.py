@@ -1,8 +1,8 @@
 """``--jobs N``: a suite's runs in up to N worker processes on one machine.
 
-Each run x seed trains in a process of its own, started with ``spawn`` (nothing of the
-parent's threads or device state is inherited). The worker loads the plugins as the parent
-did, prepares its own copy of the data and calls :func:`vaebench.execution.runner.run_one`,
+Up to N worker processes, started with ``spawn`` (nothing of the parent's threads or device
+state is inherited), take the suite's runs x seeds from a queue. For each, a worker loads the
+plugins as the parent did, prepares its own copy of the data and calls :func:`vaebench.execution.runner.run_one`,
 the function a ``--jobs 1`` suite calls, so a run's numbers do not depend on ``--jobs``:
 on a CPU they are the same to the last bit (tested). torch's threads are divided among
 the workers. Progress and log lines come back through one queue to the parent's reporter,
@@ -53,54 +53,81 @@ def threads_per_job(jobs: int) -> int:
 
 
 def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
-    """Run ``tasks`` in at most ``jobs`` processes; return each task's record by (run index, seed)."""
+    """Run ``tasks`` in at most ``jobs`` worker processes; return each task's record by (run index, seed).
+
+    Each worker is started once and takes tasks from a queue until none are left, so a
+    suite of short runs pays the cost of starting Python, torch and the plugins once per
+    worker, not once per run. The parent knows which task each worker is running: when a
+    worker dies, that task is recorded as failed and a new worker takes its place."""
     context = multiprocessing.get_context("spawn")
-    events = context.Queue()
-    pending = list(tasks)
-    running: dict[object, Task] = {}
+    events, todo = context.Queue(), context.Queue()
+    for index in range(len(tasks)):
+        todo.put(index)
+    workers = min(jobs, len(tasks))
+    for _ in range(workers):
+        todo.put(None)  # one stop sign per worker
+    running: dict[int, int | None] = {}  # worker pid -> index of the task it runs
+    processes: list = []
     records: dict[tuple[int, int], dict] = {}
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                task = pending.pop(0)
-                process = context.Process(target=_work, args=(task, events, os.getpid()), daemon=True,
-                                          name=f"vaebench-{task.run_index}-{task.seed}")
-                process.start()
-                running[process] = task
-            _drain(events, reporter, records, timeout=POLL_SECONDS)
-            for process in [p for p in running if p.exitcode is not None]:
-                task = running.pop(process)
-                _drain(events, reporter, records, timeout=0)  # what the worker said before it exited
-                key = (task.run_index, task.seed)
-                if key not in records:
-                    code = process.exitcode
-                    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                    records[key] = _died(task, f"its worker process died ({how}); the other runs went on", reporter)
-        _drain(events, reporter, records, timeout=0)
-    finally:
-        for process in running:  # Ctrl-C, SIGTERM or an error here: stop the workers, keep their checkpoints
-            process.terminate()
-        for process in running:
-            process.join(timeout=10)
-    return records
+    finished: set[int] = set()
 
+    def start_worker():
+        process = context.Process(target=_serve, args=(tasks, todo, events, os.getpid()), daemon=True, name="vaebench-worker")
+        process.start()
+        processes.append(process)
 
-def _drain(events, reporter, records: dict, timeout: float) -> None:
-    """Forward queued progress to the reporter and collect finished records."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            kind, *payload = events.get(timeout=max(0.0, deadline - time.monotonic())) if timeout else events.get_nowait()
-        except queues.Empty:
-            return
-        if kind == "record":
-            run_index, seed, record = payload
-            records[(run_index, seed)] = record
+    def handle(event) -> None:
+        kind, *payload = event
+        if kind == "begin":
+            pid, index = payload
+            running[pid] = index
+        elif kind == "record":
+            index, record = payload
+            task = tasks[index]
+            records[(task.run_index, task.seed)] = record
+            finished.add(index)
         elif kind == "log":
             level, message = payload
             log.log(level, "%s", message)
         else:
             getattr(reporter, kind)(*payload)
+
+    try:
+        for _ in range(workers):
+            start_worker()
+        while len(finished) < len(tasks):
+            _drain(events, handle, timeout=POLL_SECONDS)
+            for process in [p for p in processes if p.exitcode is not None]:
+                processes.remove(process)
+                _drain(events, handle, timeout=0)  # what the worker said before it exited
+                index = running.pop(process.pid, None)
+                if index is None or index in finished:
+                    continue
+                code = process.exitcode
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                task = tasks[index]
+                records[(task.run_index, task.seed)] = _died(task, f"its worker process died ({how}); the other runs went on", reporter)
+                finished.add(index)
+                start_worker()  # it takes the stop sign the dead worker left
+    finally:
+        for process in processes:  # Ctrl-C, SIGTERM or an error here: stop the workers, keep their checkpoints
+            if process.exitcode is None:
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+    return records
+
+
+def _drain(events, handle, timeout: float) -> None:
+    """Pass queued events to ``handle`` until the queue is empty (waiting up to ``timeout`` for the first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            event = events.get(timeout=max(0.0, deadline - time.monotonic())) if timeout else events.get_nowait()
+        except queues.Empty:
+            return
+        handle(event)
+        timeout = 0
 
 
 def _died(task: Task, reason: str, reporter) -> dict:
@@ -154,10 +181,15 @@ def _stop_with_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def _work(task: Task, events, parent: int) -> None:
-    """A local worker process: one run x seed, trained and evaluated as ``--jobs 1`` would."""
+def _serve(tasks: list[Task], todo, events, parent: int) -> None:
+    """A worker process: runs tasks from ``todo`` until it takes a stop sign (None)."""
     threading.Thread(target=_stop_with_parent, args=(parent,), daemon=True).start()
-    events.put(("record", task.run_index, task.seed, run_task(task, events)))
+    while True:
+        index = todo.get()
+        if index is None:
+            return
+        events.put(("begin", os.getpid(), index))
+        events.put(("record", index, run_task(tasks[index], events)))
 
 
 def run_task(task: Task, events) -> dict:
@@ -166,7 +198,8 @@ def run_task(task: Task, events) -> dict:
 
     torch.set_num_threads(task.threads)
     vaebench_log = logging.getLogger("vaebench")
-    vaebench_log.addHandler(QueueLogHandler(events))
+    if not any(isinstance(h, QueueLogHandler) for h in vaebench_log.handlers):
+        vaebench_log.addHandler(QueueLogHandler(events))
     vaebench_log.propagate = False
     logging.getLogger("vaebench.plugins").setLevel(logging.ERROR)  # the parent reported the plugins already
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 
 from vaebench.errors import UsageError
-from vaebench.execution.parallel import Task, _died, _drain, run_task
+from vaebench.execution.parallel import Task, _died, run_task
 
 log = logging.getLogger("vaebench.runner")
 
@@ -71,22 +71,13 @@ def run_on_ray(tasks: list[Task], reporter, address: str | None, gpus_per_run: f
 
 
 def _forward(events, reporter, records) -> None:
-    """Move what the tasks said from Ray's queue to the reporter."""
-    batch = events.get_nowait_batch(events.qsize()) if events.qsize() else []
-    local = _ListQueue(batch)
-    _drain(local, reporter, records, timeout=0)
-
-
-class _ListQueue:
-    def __init__(self, items):
-        self.items = list(items)
-
-    def get_nowait(self):
-        import queue
-
-        if not self.items:
-            raise queue.Empty
-        return self.items.pop(0)
+    """Move what the tasks said from Ray's queue to the reporter (records come back by ray.get)."""
+    for kind, *payload in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
+        if kind == "log":
+            level, message = payload
+            log.log(level, "%s", message)
+        else:
+            getattr(reporter, kind)(*payload)
 
 
 def _ray_task(task: Task, events) -> dict:
