@@ -7,12 +7,13 @@ the runs see it:
 
     conv 5x5, 32, stride 2, ReLU -> conv 5x5, 64, stride 2, ReLU -> linear 128, ReLU (features) -> linear C
 
-(padding 2, so 28x28 -> 14x14 -> 7x7, and 8x8 -> 4x4 -> 2x2). Adam, lr 1e-3, batch 128,
-``EPOCHS`` epochs or ``MIN_STEPS`` steps, whichever is more, seed 0. It is trained once per dataset and cached as safetensors with its
-test accuracy beside it, under ``<data dir>/vaebench-features/`` (the user cache for datasets
-without a data dir, or when the data dir is read-only), keyed by dataset and ``VERSION``; a
-change to the recipe bumps the version. On binarised MNIST it reaches 98.5% test accuracy (tested
-to be at least 98%), on binarised 8x8 digits 95.5%.
+(padding 2, so 28x28 -> 14x14 -> 7x7, and 8x8 -> 4x4 -> 2x2). Adam with a one-cycle schedule
+(peak lr 3e-3), batch 128, ``EPOCHS`` epochs or ``MIN_STEPS`` steps, whichever is more, seed 0.
+It is trained once per dataset and cached as safetensors with its test accuracy beside it,
+under ``<data dir>/vaebench-features/`` (the user cache for datasets without a data dir, or
+when the data dir is read-only), keyed by dataset and ``VERSION``; a change to the recipe
+bumps the version. On binarised MNIST it reaches 99.0% test accuracy (tested: at least 99%),
+on binarised 8x8 digits 94.7%.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-VERSION = 1
-EPOCHS = 6
+VERSION = 2  # 2: a one-cycle learning-rate schedule (98.5% -> 99.0% on binarised MNIST)
+EPOCHS = 7
+PEAK_LR = 3e-3
 MIN_STEPS = 3000  # small training splits (8x8 digits: 1,438 images) train for more epochs
 FEATURES = 128
 
@@ -86,9 +88,10 @@ def train_classifier(data, epochs: int | None = None, seed: int = 0, progress=No
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = Classifier(data.image_shape, data.n_classes)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     n = len(data.train)
     epochs = epochs or max(EPOCHS, math.ceil(MIN_STEPS / math.ceil(n / 128)))
+    optimizer = torch.optim.Adam(net.parameters(), lr=PEAK_LR / 25)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=PEAK_LR, total_steps=epochs * math.ceil(n / 128))
     for epoch in range(epochs):
         net.train()
         for index in torch.randperm(n, generator=generator).split(128):
@@ -97,6 +100,7 @@ def train_classifier(data, epochs: int | None = None, seed: int = 0, progress=No
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
         if progress is not None:
             progress(f"training the feature classifier: epoch {epoch + 1}/{epochs}")
     net.eval()
