@@ -164,6 +164,9 @@ def test_resume_with_changed_settings_is_refused_listing_the_differences(capsys,
     code, _, err = _run(capsys, tmp_path, "--resume", "--lr", "3e-3", "--hidden", "32")
     assert_one_line_error(code, err, "--resume with settings that differ", "lr 0.001 -> 0.003", "hidden [16] -> [32]")
     assert (tmp_path / "runs/gaussian/seed-0/metrics.json").read_text() == before
+    # the metrics change no training: another --metrics resumes, and the finished run is kept as it was
+    assert _run(capsys, tmp_path, "--resume", "--metrics", "nmi")[0] == 0
+    assert (tmp_path / "runs/gaussian/seed-0/metrics.json").read_text() == before
 
 
 def test_extend_trains_a_finished_run_on_and_records_both_budgets(capsys, tmp_path):

@@ -81,7 +81,9 @@ class RunSettings(BaseModel):
     patience: int | None = setting(None, "stop after this many epochs without a better validation score (off by default)", "a positive whole number", gt=0)
     select_epoch: Literal["best-val", "last"] = setting("best-val", "the weights evaluated: the best validation epoch, or the last", "best-val or last")
     # --- evaluation
-    metrics: tuple[str, ...] | None = setting(None, "metrics to compute (default: every registered metric)", "comma-separated registered metric names", flag_metavar="M[,M...]")
+    # identity=False: the metrics change no training; --resume keeps finished runs' values, and
+    # `vaebench evaluate --metrics` adds a metric to runs that lack it
+    metrics: tuple[str, ...] | None = setting(None, "metrics to compute (default: every registered metric)", "comma-separated registered metric names", identity=False, flag_metavar="M[,M...]")
     is_samples: int | None = setting(None, "importance samples K for IS-NLL (default: the budget's)", "a positive whole number", gt=0)
     is_precision: Literal["float32", "bfloat16"] = setting("float32", "the decoder's arithmetic inside IS-NLL (bfloat16 is faster where supported)", "float32 or bfloat16")
     # --- execution

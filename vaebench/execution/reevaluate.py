@@ -146,9 +146,9 @@ def reevaluate(
 
 
 def _evaluated_so(record: dict, run: RunPlan, settings: RunSettings) -> bool:
-    """Whether ``record`` comes from an evaluate with these metrics, this K and this precision."""
+    """Whether ``record`` comes from an evaluate with (at least) these metrics, this K and this precision."""
     done = record.get("evaluated_with")
-    return (isinstance(done, dict) and done.get("metrics") == [m.name for m in run.metrics]
+    return (isinstance(done, dict) and {m.name for m in run.metrics} <= set(done.get("metrics") or ())
             and record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision)
 
 

@@ -276,8 +276,11 @@ def _check_out_contents(suite: Suite, runs: list[RunPlan], out: Path, resume: bo
     if suite_file.exists():
         recorded = read_json(suite_file)
         if isinstance(recorded, dict) and "settings" in recorded:
-            diff = differences(recorded["settings"], suite.settings.identity())
-            budget_only = all(k in BUDGET_KEYS for k in diff_keys(recorded["settings"], suite.settings.identity()))
+            current = suite.settings.identity()
+            # settings that no longer count as identity (metrics, say) are not compared
+            before = {k: v for k, v in recorded["settings"].items() if k in current}
+            diff = differences(before, current)
+            budget_only = all(k in BUDGET_KEYS for k in diff_keys(before, current))
             if diff and not (resume and extend and budget_only):
                 raise UsageError(
                     f"{out} holds runs of another suite (its shared settings differ: {diff}); "
