@@ -26,8 +26,8 @@ per image, not the lab's batch-summed beta = 20, C = 100):
   over the whole budget the discrete KL tracks its capacity while the code grows
   informative (test NMI 0.42 over three seeds); C_z -> 1 nat, though at gamma = 1
   KL_z stays above it (about 3.6 nats at the end), so the continuous term acts as
-  the plain KL. ``benchmarks/gumbel-capacity.toml`` runs capacity on and off on
-  both datasets; its figures/nmi_per_epoch.png draws the NMI curves.
+  the plain KL. ``results/gumbel-capacity`` (``benchmarks/gumbel-capacity.toml``) has
+  the NMI curves with capacity on and off on both datasets: MNIST 0.49 on, 0.02 off.
 
 C_c is always capped at log K, the most a K-way code can carry. ``gamma``,
 ``capacity_z`` and ``capacity_c`` override the table.
