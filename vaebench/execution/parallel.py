@@ -1,12 +1,12 @@
 """``--jobs N``: a suite's runs in up to N worker processes on one machine.
 
 Up to N worker processes, started with ``spawn`` (nothing of the parent's threads or device
-state is inherited), take the suite's runs x seeds from a queue. For each, a worker loads the
+state is inherited), take the suite's runs x seeds one at a time from the parent. For each, a worker loads the
 plugins as the parent did, prepares its own copy of the data and calls :func:`vaebench.execution.runner.run_one`,
 the function a ``--jobs 1`` suite calls, so a run's numbers do not depend on ``--jobs``:
 on a CPU they are the same to the last bit (tested). torch's threads are divided among
-the workers. Progress and log lines come back through one queue to the parent's reporter,
-so the display shows every active run.
+the workers. Progress and log lines come back through each worker's own pipe to the
+parent's reporter, so the display shows every active run.
 
 A run that raises is recorded as failed by ``run_one``, as always. A worker that dies
 (a segfault, the out-of-memory killer) costs only its own run: the parent records it as
@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import queue as queues
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 
 log = logging.getLogger("vaebench.runner")
@@ -55,79 +55,104 @@ def threads_per_job(jobs: int) -> int:
 def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
     """Run ``tasks`` in at most ``jobs`` worker processes; return each task's record by (run index, seed).
 
-    Each worker is started once and takes tasks from a queue until none are left, so a
-    suite of short runs pays the cost of starting Python, torch and the plugins once per
-    worker, not once per run. The parent knows which task each worker is running: when a
-    worker dies, that task is recorded as failed and a new worker takes its place."""
+    Each worker is started once and runs tasks until none are left, so a suite of short
+    runs pays the cost of starting Python, torch and the plugins once per worker, not once
+    per run. Each worker talks to the parent over a pipe of its own, never a shared queue:
+    a worker killed in the middle of a message (SIGKILL, the out-of-memory killer) breaks
+    only its own pipe, where a shared queue's lock would be left held and the other
+    workers would wait on it for ever. The parent hands out tasks one at a time, so it
+    knows which task a dead worker was running: that task is recorded as failed and a
+    new worker takes the rest."""
     context = multiprocessing.get_context("spawn")
-    events, todo = context.Queue(), context.Queue()
-    for index in range(len(tasks)):
-        todo.put(index)
-    workers = min(jobs, len(tasks))
-    for _ in range(workers):
-        todo.put(None)  # one stop sign per worker
-    running: dict[int, int | None] = {}  # worker pid -> index of the task it runs
-    processes: list = []
+    todo = list(range(len(tasks)))
+    todo.reverse()  # pop() hands them out in suite order
+    workers: dict = {}  # the parent's end of each worker's pipe -> _Worker
     records: dict[tuple[int, int], dict] = {}
     finished: set[int] = set()
 
-    def start_worker():
-        process = context.Process(target=_serve, args=(tasks, todo, events, os.getpid()), daemon=True, name="vaebench-worker")
+    def start_worker() -> None:
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(tasks, theirs, os.getpid()), daemon=True, name="vaebench-worker")
         process.start()
-        processes.append(process)
+        theirs.close()  # so the parent reads end-of-file when the worker dies
+        workers[ours] = _Worker(process, ours)
+        give_next(workers[ours])
 
-    def handle(event) -> None:
-        kind, *payload = event
-        if kind == "begin":
-            pid, index = payload
-            running[pid] = index
-        elif kind == "record":
-            index, record = payload
-            task = tasks[index]
-            records[(task.run_index, task.seed)] = record
-            finished.add(index)
-        elif kind == "log":
-            level, message = payload
-            log.log(level, "%s", message)
-        else:
-            getattr(reporter, kind)(*payload)
+    def give_next(worker: "_Worker") -> None:
+        worker.index = todo.pop() if todo else None
+        try:
+            worker.pipe.send(worker.index)  # None: stop
+        except OSError:
+            pass  # it died; its sentinel says so next
+
+    def died(worker: "_Worker") -> None:
+        del workers[worker.pipe]
+        index = worker.index
+        if index is None or index in finished:
+            return
+        code = worker.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        task = tasks[index]
+        records[(task.run_index, task.seed)] = _died(task, f"its worker process died ({how}); the other runs went on", reporter)
+        finished.add(index)
+        if todo:
+            start_worker()
 
     try:
-        for _ in range(workers):
+        for _ in range(min(jobs, len(tasks))):
             start_worker()
         while len(finished) < len(tasks):
-            _drain(events, handle, timeout=POLL_SECONDS)
-            for process in [p for p in processes if p.exitcode is not None]:
-                processes.remove(process)
-                _drain(events, handle, timeout=0)  # what the worker said before it exited
-                index = running.pop(process.pid, None)
-                if index is None or index in finished:
-                    continue
-                code = process.exitcode
-                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                task = tasks[index]
-                records[(task.run_index, task.seed)] = _died(task, f"its worker process died ({how}); the other runs went on", reporter)
-                finished.add(index)
-                start_worker()  # it takes the stop sign the dead worker left
+            listening = [w.pipe for w in workers.values() if not w.broken] + [w.process.sentinel for w in workers.values()]
+            wait(listening, timeout=POLL_SECONDS)
+            for worker in list(workers.values()):
+                exited = worker.process.exitcode is not None  # before reading: then all it said is in the pipe
+                while not worker.broken and worker.pipe.poll():
+                    if _read(worker, tasks, records, finished, reporter):
+                        give_next(worker)
+                if exited:
+                    died(worker)
     finally:
-        for process in processes:  # Ctrl-C, SIGTERM or an error here: stop the workers, keep their checkpoints
-            if process.exitcode is None:
-                process.terminate()
-        for process in processes:
-            process.join(timeout=10)
+        for worker in workers.values():  # Ctrl-C, SIGTERM or an error here: stop the workers, keep their checkpoints
+            if worker.process.exitcode is None:
+                worker.process.terminate()
+        for worker in workers.values():
+            worker.process.join(timeout=10)
     return records
 
 
-def _drain(events, handle, timeout: float) -> None:
-    """Pass queued events to ``handle`` until the queue is empty (waiting up to ``timeout`` for the first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            event = events.get(timeout=max(0.0, deadline - time.monotonic())) if timeout else events.get_nowait()
-        except queues.Empty:
-            return
-        handle(event)
-        timeout = 0
+@dataclass
+class _Worker:
+    process: object
+    pipe: object
+    index: int | None = None  # the task it runs
+    broken: bool = False  # its pipe hit end-of-file: the worker is gone
+
+
+def _read(worker: _Worker, tasks, records, finished, reporter) -> bool:
+    """Take one message from ``worker``; True when it was the record of its task (it is free)."""
+    try:
+        kind, *payload = worker.pipe.recv()
+    except (EOFError, OSError):
+        worker.broken = True
+        return False
+    if kind == "record":
+        index, record = payload
+        task = tasks[index]
+        records[(task.run_index, task.seed)] = record
+        finished.add(index)
+        return True
+    handle_event((kind, *payload), reporter)
+    return False
+
+
+def handle_event(event: tuple, reporter) -> None:
+    """Pass what a worker said (a reporter call or a log line) to the parent's reporter or log."""
+    kind, *payload = event
+    if kind == "log":
+        level, message = payload
+        log.log(level, "%s", message)
+    else:
+        getattr(reporter, kind)(*payload)
 
 
 def _died(task: Task, reason: str, reporter) -> dict:
@@ -146,7 +171,7 @@ def _died(task: Task, reason: str, reporter) -> dict:
 
 
 class QueueReporter:
-    """A worker's reporter: every call goes to the parent's reporter through the queue."""
+    """A worker's reporter: every call goes to the parent's reporter through ``events`` (anything with ``put``)."""
 
     def __init__(self, events):
         self.events = events
@@ -181,14 +206,23 @@ def _stop_with_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def _serve(tasks: list[Task], todo, events, parent: int) -> None:
-    """A worker process: runs tasks from ``todo`` until it takes a stop sign (None)."""
+class PipeEvents:
+    """A worker's end of its pipe, with the ``put`` of a queue: one message at a time, from any thread."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.lock = threading.Lock()
+
+    def put(self, event) -> None:
+        with self.lock:
+            self.pipe.send(event)
+
+
+def _serve(tasks: list[Task], pipe, parent: int) -> None:
+    """A worker process: runs the tasks the parent sends until it sends None."""
     threading.Thread(target=_stop_with_parent, args=(parent,), daemon=True).start()
-    while True:
-        index = todo.get()
-        if index is None:
-            return
-        events.put(("begin", os.getpid(), index))
+    events = PipeEvents(pipe)
+    while (index := pipe.recv()) is not None:
         events.put(("record", index, run_task(tasks[index], events)))
 
 

@@ -19,12 +19,8 @@ others go on. ``--resume`` works as for a local suite: it reads the run folders.
 
 from __future__ import annotations
 
-import logging
-
 from vaebench.errors import UsageError
-from vaebench.execution.parallel import Task, _died, run_task
-
-log = logging.getLogger("vaebench.runner")
+from vaebench.execution.parallel import Task, _died, handle_event, run_task
 
 POLL_SECONDS = 0.2
 
@@ -72,12 +68,8 @@ def run_on_ray(tasks: list[Task], reporter, address: str | None, gpus_per_run: f
 
 def _forward(events, reporter, records) -> None:
     """Move what the tasks said from Ray's queue to the reporter (records come back by ray.get)."""
-    for kind, *payload in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
-        if kind == "log":
-            level, message = payload
-            log.log(level, "%s", message)
-        else:
-            getattr(reporter, kind)(*payload)
+    for event in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
+        handle_event(event, reporter)
 
 
 def _ray_task(task: Task, events) -> dict:
