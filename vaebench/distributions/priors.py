@@ -14,11 +14,11 @@ from torch.distributions import (
     Distribution,
     Independent,
     MixtureSameFamily,
-    MultivariateNormal,
     Normal,
     OneHotCategorical,
 )
 
+from vaebench.distributions.gaussian_mixture import GaussianMixture
 from vaebench.distributions.product import Concatenated
 from vaebench.distributions.validation import UNCHECKED
 
@@ -99,7 +99,7 @@ class GaussianMixturePrior(Prior):
         self.scale_tril.copy_(torch.linalg.cholesky(covariances).float())
 
     def distribution(self) -> Distribution:
-        return MixtureSameFamily(Categorical(probs=self.weights), MultivariateNormal(self.means, scale_tril=self.scale_tril))
+        return GaussianMixture(self.weights, self.means, self.scale_tril)
 
     def component(self, z: Tensor) -> Tensor:
         """The most responsible mixture component of each code: the model's discrete latent."""

@@ -1,0 +1,54 @@
+"""GaussianMixture: torch's MixtureSameFamily, with a sampler that draws one component per sample."""
+
+import torch
+from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
+
+from vaebench.distributions.gaussian_mixture import GaussianMixture
+from vaebench.distributions.proposals import DefensiveMixture
+
+
+def mixture():
+    g = torch.Generator().manual_seed(0)
+    weights = torch.tensor([0.5, 0.3, 0.2])
+    means = torch.randn(3, 2, generator=g) * 4
+    scale_tril = torch.linalg.cholesky(torch.eye(2) * 0.5 + 0.4 * torch.tensor([[[1.0, 0.8], [0.8, 1.0]], [[1.0, -0.5], [-0.5, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]))
+    return weights, means, scale_tril
+
+
+def test_log_prob_is_that_of_mixture_same_family_expanded_or_not():
+    weights, means, scale_tril = mixture()
+    ours = GaussianMixture(weights, means, scale_tril)
+    torchs = MixtureSameFamily(Categorical(probs=weights), MultivariateNormal(means, scale_tril=scale_tril))
+    z = torch.randn(7, 5, 2) * 3
+    assert torch.equal(ours.log_prob(z), torchs.log_prob(z))
+    assert torch.equal(ours.expand((5,)).log_prob(z), torchs.expand((5,)).log_prob(z))
+    assert ours.expand((5,)).batch_shape == (5,) and isinstance(ours.expand((5,)), GaussianMixture)
+
+
+def test_samples_have_the_mixture_moments_and_component_shares():
+    weights, means, scale_tril = mixture()
+    d = GaussianMixture(weights, means, scale_tril).expand((4,))
+    torch.manual_seed(1)
+    z = d.sample((50_000,))
+    assert z.shape == (50_000, 4, 2)
+    flat = z.reshape(-1, 2)
+    covariances = scale_tril @ scale_tril.transpose(-1, -2)
+    mean = (weights[:, None] * means).sum(0)
+    second = (weights[:, None, None] * (covariances + means[:, :, None] * means[:, None, :])).sum(0)
+    covariance = second - mean[:, None] * mean[None, :]
+    assert torch.allclose(flat.mean(0), mean, atol=0.03)
+    assert torch.allclose(flat.T.cov(), covariance, atol=0.08)
+    # each sample near its own component: the shares of the nearest (most responsible) component match the weights
+    responsible = MultivariateNormal(means, scale_tril=scale_tril).log_prob(flat[:, None, :]).add(weights.log()).argmax(-1)
+    shares = torch.bincount(responsible, minlength=3).float() / len(flat)
+    assert torch.allclose(shares, weights, atol=0.02)
+
+
+def test_a_defensive_mixture_with_a_gaussian_mixture_prior_samples_from_both():
+    weights, means, scale_tril = mixture()
+    q = MultivariateNormal(torch.full((3, 2), 100.0), scale_tril=torch.eye(2).expand(3, 2, 2))
+    r = DefensiveMixture(q, GaussianMixture(weights, means, scale_tril), 0.25)
+    torch.manual_seed(2)
+    z = r.sample((20_000,))
+    near_q = ((z - 100.0).norm(dim=-1) < 10).float().mean()
+    assert abs(near_q.item() - 0.25) < 0.02
