@@ -352,9 +352,7 @@ def execute(p: Plan, reporter=None) -> SweepResult:
                     result.kept.append((run.spec.name, seed))
                 else:
                     todo.append((index, seed))
-        if p.executor["name"] == "ray" and todo:
-            records = _run_in_workers(p, todo, reporter)
-        elif p.jobs > 1 and len(todo) > 1:
+        if (p.executor["name"] == "ray" and todo) or (p.jobs > 1 and len(todo) > 1):
             records = _run_in_workers(p, todo, reporter)
         else:
             records = {(i, seed): run_one(p, p.runs[i], seed, run_dir_of(p.out, p.runs[i].spec.name, seed), reporter) for i, seed in todo}
