@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -38,3 +40,24 @@ def test_a_reproduction_reports_ours_at_the_references_k_the_delta_and_shortened
     board = pd.read_csv(tmp_path / "out/leaderboard.csv").set_index("run")
     assert board.loc["other-k", "reference"] == "a paper, Table 2"
     assert board.loc["same-k", "delta"] == pytest.approx(same["delta"])
+
+
+def test_evaluate_measures_a_reproduction_again_and_a_plain_run_has_none(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.format(k=200) + '[runs.plain]\nvariant = "gaussian"\nepochs = 2\n')
+    out = tmp_path / "out"
+    assert main(["run", "--suite", str(suite), "--out", str(out), "-q"]) == 0
+    first = {run: metrics_of(out, run) for run in ("same-k", "other-k", "plain")}
+    # a record from before config.json kept the published reference apart from the variant's literature
+    config = out / "runs/other-k/seed-0/config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "reference": "Kingma & Welling 2014"}))
+    assert main(["evaluate", str(out), "--metrics", "reference_nll", "-q"]) == 0
+    for run in ("same-k", "other-k", "plain"):
+        again = metrics_of(out, run)
+        assert again["metric_errors"] == {}, again["metric_errors"]
+        assert set(again["evaluated_with"]["metrics"]) == {"is_nll", "reference_nll"}  # both values are held
+        for key in ("reference", "reference_value", "reference_samples", "reproduction"):
+            assert again.get(key) == first[run].get(key), (run, key)
+        if first[run]["delta"] is not None:  # estimated again: equal within Monte Carlo noise
+            assert again["delta"] == pytest.approx(first[run]["delta"], abs=0.1)
+    assert metrics_of(out, "plain")["delta_na"].startswith("the run names no published result")

@@ -13,6 +13,7 @@ existing leaderboard.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ def reevaluate(
             context = EvalContext(
                 model=recipe.model, data=data, run_dir=folder, device=torch_device, is_samples=settings.is_samples_resolved,
                 is_precision=settings.is_precision, seed=seed, training=training, n_parameters=int(record.get("n_parameters") or 0),
-                progress=lambda text, name=name: reporter.stage(name, text), settings=settings, reference=config.get("reference"),
+                progress=lambda text, name=name: reporter.stage(name, text), settings=settings, reference=published_reference(config, record),
             )
             context.values["selection"] = record.get("selection", "")
             started = time.perf_counter()
@@ -131,7 +132,7 @@ def reevaluate(
             updated["metric_errors"] = {**{k: v for k, v in (record.get("metric_errors") or {}).items() if k not in {m.name for m in run.metrics}},
                                         **evaluation.errors}
             updated["eval_seconds"] = time.perf_counter() - started
-            updated["evaluated_with"] = {"metrics": [m.name for m in run.metrics], "device": str(torch_device), **overrides}
+            updated["evaluated_with"] = {"metrics": _evaluated_metrics(config, record, run, settings), "device": str(torch_device), **overrides}
             updated.setdefault("run", folder.parent.name)
             write_json(folder / METRICS_FILE, updated)
             reporter.finish(name, "ok")
@@ -150,6 +151,32 @@ def _evaluated_so(record: dict, run: RunPlan, settings: RunSettings) -> bool:
     done = record.get("evaluated_with")
     return (isinstance(done, dict) and {m.name for m in run.metrics} <= set(done.get("metrics") or ())
             and record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision)
+
+
+def _evaluated_metrics(config: dict, record: dict, run: RunPlan, settings: RunSettings) -> list[str]:
+    """The metrics whose values the record now holds from evaluations at this K and precision:
+    this one's, and the earlier evaluation's (an evaluate's, or the run's own, whose metrics its
+    config.json names) when it used the same K and precision, since their values are kept."""
+    now = [m.name for m in run.metrics]
+    done = record.get("evaluated_with")
+    earlier = done.get("metrics") if isinstance(done, dict) else list(((config.get("components") or {}).get("metrics")) or {})
+    same = record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision
+    return [m for m in (earlier or []) if same and m not in now] + now
+
+
+def published_reference(config: dict, record: dict) -> dict | None:
+    """The published result a run reproduces (its suite table's ``reference = {...}``), or None.
+
+    Records written before config.json kept it apart from the variant's literature reference
+    (a string) hold it only in metrics.json: it is rebuilt from there."""
+    for reference in (config.get("reference"), record.get("reference")):
+        if isinstance(reference, dict):
+            return reference
+    if record.get("reference_value") is None or not isinstance(record.get("reference"), str):
+        return None
+    shortened = re.search(r"of (\d+) epochs", str(record.get("reproduction") or ""))
+    return {"source": record["reference"], "value": record["reference_value"], "samples": record["reference_samples"],
+            "epochs": int(shortened.group(1)) if shortened else None}
 
 
 def _unusable(folder: Path, config, record) -> str | None:

@@ -450,7 +450,7 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
                 "objective_description": describe_objective(recipe.objective),
                 "grad_clip": recipe.grad_clip,
                 "variant_description": run.variant.description,
-                "reference": run.variant.reference,
+                "variant_reference": run.variant.reference,  # the literature; "reference" is the published result reproduced
                 "vaebench_version": __version__,
                 "torch_version": torch.__version__,
                 "python": platform.python_version(),
