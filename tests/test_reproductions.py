@@ -56,6 +56,7 @@ def test_evaluate_measures_a_reproduction_again_and_a_plain_run_has_none(tmp_pat
         again = metrics_of(out, run)
         assert again["metric_errors"] == {}, again["metric_errors"]
         assert set(again["evaluated_with"]["metrics"]) == {"is_nll", "reference_nll"}  # both values are held
+        assert again["eval_seconds"] > first[run]["eval_seconds"]  # and the time behind both
         for key in ("reference", "reference_value", "reference_samples", "reproduction"):
             assert again.get(key) == first[run].get(key), (run, key)
         if first[run]["delta"] is not None:  # estimated again: equal within Monte Carlo noise

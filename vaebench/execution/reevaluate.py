@@ -131,8 +131,11 @@ def reevaluate(
             updated["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], record.get("columns") or [], evaluation.columns)
             updated["metric_errors"] = {**{k: v for k, v in (record.get("metric_errors") or {}).items() if k not in {m.name for m in run.metrics}},
                                         **evaluation.errors}
-            updated["eval_seconds"] = time.perf_counter() - started
-            updated["evaluated_with"] = {"metrics": _evaluated_metrics(config, record, run, settings), "device": str(torch_device), **overrides}
+            held = _evaluated_metrics(config, record, run, settings)
+            # the time behind every value the record holds: an earlier evaluation's too when some of its values are kept
+            earlier = float(record.get("eval_seconds") or 0.0) if len(held) > len(run.metrics) else 0.0
+            updated["eval_seconds"] = earlier + time.perf_counter() - started
+            updated["evaluated_with"] = {"metrics": held, "device": str(torch_device), **overrides}
             updated.setdefault("run", folder.parent.name)
             write_json(folder / METRICS_FILE, updated)
             reporter.finish(name, "ok")

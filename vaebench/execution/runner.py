@@ -65,7 +65,7 @@ RUN_COLUMNS = (
     Column("steps_run", "none", "steps", "optimizer steps taken", digits=0),
     Column("images_seen", "none", "images", "training images seen", digits=0),
     Column("selected_epoch", "none", "", "the evaluated epoch, counted from 0 (the best validation epoch unless the row says otherwise)", digits=1),
-    Column("eval_seconds", "none", "s", "seconds spent evaluating", digits=1),
+    Column("eval_seconds", "none", "s", "seconds spent evaluating (vaebench evaluate adds its time when it keeps earlier values)", digits=1),
     Column("wall_seconds", "none", "s", "seconds from the run's start to its end, training and evaluation", digits=1),
 )
 
