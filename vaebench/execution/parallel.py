@@ -170,7 +170,7 @@ def _died(task: Task, reason: str, reporter) -> dict:
     return record
 
 
-class QueueReporter:
+class EventReporter:
     """A worker's reporter: every call goes to the parent's reporter through ``events`` (anything with ``put``)."""
 
     def __init__(self, events):
@@ -189,7 +189,7 @@ class QueueReporter:
         self.events.put(("finish", run, status))
 
 
-class QueueLogHandler(logging.Handler):
+class EventLogHandler(logging.Handler):
     def __init__(self, events):
         super().__init__(logging.WARNING)
         self.events = events
@@ -232,8 +232,8 @@ def run_task(task: Task, events) -> dict:
 
     torch.set_num_threads(task.threads)
     vaebench_log = logging.getLogger("vaebench")
-    if not any(isinstance(h, QueueLogHandler) for h in vaebench_log.handlers):
-        vaebench_log.addHandler(QueueLogHandler(events))
+    if not any(isinstance(h, EventLogHandler) for h in vaebench_log.handlers):
+        vaebench_log.addHandler(EventLogHandler(events))
     vaebench_log.propagate = False
     logging.getLogger("vaebench.plugins").setLevel(logging.ERROR)  # the parent reported the plugins already
 
@@ -247,4 +247,4 @@ def run_task(task: Task, events) -> dict:
     device = torch.device(task.device)
     data = load_data(spec.settings, plugins, device)
     plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks_of(plugins, task.trackers))
-    return run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), QueueReporter(events))
+    return run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), EventReporter(events))
