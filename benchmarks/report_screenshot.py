@@ -7,7 +7,6 @@ playwright (pip install playwright; Debian: apt-get install chromium) and saves 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +18,9 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1000)
     args = parser.parse_args(argv)
-    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    from vaebench.reporting.html_report import find_chromium
+
+    chromium = find_chromium()
     if chromium is None:
         print("report_screenshot: no Chromium found; install one (Debian: apt-get install chromium)", file=sys.stderr)
         return 2

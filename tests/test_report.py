@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from vaebench.cli import main
+from vaebench.reporting.html_report import find_chromium
 
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
+CHROMIUM = find_chromium()
 
 
 class Collect(HTMLParser):

@@ -153,7 +153,12 @@ def _evaluated_so(record: dict, run: RunPlan, settings: RunSettings) -> bool:
     """Whether ``record`` comes from an evaluate with (at least) these metrics, this K and this precision."""
     done = record.get("evaluated_with")
     return (isinstance(done, dict) and {m.name for m in run.metrics} <= set(done.get("metrics") or ())
-            and record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision)
+            and _same_estimate(record, settings))
+
+
+def _same_estimate(record: dict, settings: RunSettings) -> bool:
+    """Whether ``record``'s values were estimated with this K and this IS precision."""
+    return record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision
 
 
 def _evaluated_metrics(config: dict, record: dict, run: RunPlan, settings: RunSettings) -> list[str]:
@@ -163,7 +168,7 @@ def _evaluated_metrics(config: dict, record: dict, run: RunPlan, settings: RunSe
     now = [m.name for m in run.metrics]
     done = record.get("evaluated_with")
     earlier = done.get("metrics") if isinstance(done, dict) else list(((config.get("components") or {}).get("metrics")) or {})
-    same = record.get("is_samples") == settings.is_samples_resolved and record.get("is_precision") == settings.is_precision
+    same = _same_estimate(record, settings)
     return [m for m in (earlier or []) if same and m not in now] + now
 
 

@@ -163,3 +163,10 @@ def write_report(out: Path) -> Path:
     path = Path(out) / REPORT_FILE
     write_text(path, render(out))
     return path
+
+
+def find_chromium() -> str | None:
+    """A Chromium-family browser on PATH to open the report headless (tests, screenshots), or None."""
+    import shutil
+
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
