@@ -453,6 +453,7 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
                 "variant_reference": run.variant.reference,  # the literature; "reference" is the published result reproduced
                 "vaebench_version": __version__,
                 "torch_version": torch.__version__,
+                "torch_threads": torch.get_num_threads(),  # float32 sums round differently at another thread count
                 "python": platform.python_version(),
             },
         )
