@@ -109,7 +109,7 @@ def reevaluate(
             recipe = build_recipe(run, data, seed)
             load_weights(folder / WEIGHTS_FILE, recipe.model, torch_device)
             recipe.model.to(torch_device)
-            history = pd.read_csv(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
+            history = pd.read_csv(folder / HISTORY_FILE, float_precision="round_trip").to_dict("records") if (folder / HISTORY_FILE).exists() else []
             training = TrainingResult(
                 history=history, train_seconds=float(record.get("train_seconds") or 0.0),
                 train_images=int(record.get("images_seen") or record.get("train_images") or 0),
