@@ -33,7 +33,8 @@ def speed_module():
     return module
 
 
-def pythae_model():
+def pythae_model(latent_dim: int = 20):
+    """A 784-400-``latent_dim`` VAE with ReLU MLPs and a Bernoulli (BCE) decoder, as pythae builds it."""
     from pythae.models import VAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
@@ -42,7 +43,7 @@ def pythae_model():
         def __init__(self):
             super().__init__()
             self.hidden = nn.Sequential(nn.Linear(784, 400), nn.ReLU())
-            self.mu, self.log_var = nn.Linear(400, 20), nn.Linear(400, 20)
+            self.mu, self.log_var = nn.Linear(400, latent_dim), nn.Linear(400, latent_dim)
 
         def forward(self, x):
             h = self.hidden(x.reshape(-1, 784))
@@ -51,12 +52,12 @@ def pythae_model():
     class Decoder(BaseDecoder):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784), nn.Sigmoid())
+            self.net = nn.Sequential(nn.Linear(latent_dim, 400), nn.ReLU(), nn.Linear(400, 784), nn.Sigmoid())
 
         def forward(self, z):
             return ModelOutput(reconstruction=self.net(z).reshape(-1, 1, 28, 28))
 
-    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce")
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=latent_dim, reconstruction_loss="bce")
     return VAE(config, encoder=Encoder(), decoder=Decoder())
 
 
