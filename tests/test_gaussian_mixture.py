@@ -20,9 +20,25 @@ def test_log_prob_is_that_of_mixture_same_family_expanded_or_not():
     ours = GaussianMixture(weights, means, scale_tril)
     torchs = MixtureSameFamily(Categorical(probs=weights), MultivariateNormal(means, scale_tril=scale_tril))
     z = torch.randn(7, 5, 2) * 3
-    assert torch.equal(ours.log_prob(z), torchs.log_prob(z))
-    assert torch.equal(ours.expand((5,)).log_prob(z), torchs.expand((5,)).log_prob(z))
+    # one triangular solve per component over every sample, not one per pair: float32 rounding apart, equal
+    assert torch.allclose(ours.log_prob(z), torchs.log_prob(z), rtol=1e-6, atol=1e-5)
+    assert ours.expand((5,)).log_prob(z).shape == (7, 5)
+    assert torch.allclose(ours.expand((5,)).log_prob(z), torchs.expand((5,)).log_prob(z), rtol=1e-6, atol=1e-5)
+    assert ours.expand((5,)).log_prob(z[:, :1]).shape == (7, 5)  # broadcast against the batch shape, as torch's
+    assert torch.allclose(ours.expand((5,)).log_prob(z[:, :1]), torchs.expand((5,)).log_prob(z[:, :1]), rtol=1e-6, atol=1e-5)
     assert ours.expand((5,)).batch_shape == (5,) and isinstance(ours.expand((5,)), GaussianMixture)
+
+
+def test_log_prob_matches_mixture_same_family_in_20_dimensions_far_from_the_means():
+    g = torch.Generator().manual_seed(3)
+    weights = torch.softmax(torch.randn(20, generator=g), 0)
+    means = torch.randn(20, 20, generator=g) * 3
+    a = torch.randn(20, 20, 20, generator=g) * 0.3
+    scale_tril = torch.linalg.cholesky(a @ a.transpose(-1, -2) + 0.05 * torch.eye(20))
+    z = torch.randn(300, 20, generator=g) * 6
+    ours = GaussianMixture(weights, means, scale_tril).log_prob(z)
+    torchs = MixtureSameFamily(Categorical(probs=weights), MultivariateNormal(means, scale_tril=scale_tril)).log_prob(z)
+    assert torch.allclose(ours, torchs, rtol=1e-5, atol=1e-3)
 
 
 def test_samples_have_the_mixture_moments_and_component_shares():
