@@ -67,7 +67,7 @@ def test_the_mnist_feature_classifier_is_accurate_and_real_images_score_near_zer
 
     data = prepare(load_plugins().registry.get("dataset", "mnist"), shared_data, "dynamic", torch.device("cpu"))
     space = feature_space(data, tmp_path)  # tmp_path as the data dir: the cache goes there
-    assert space.test_accuracy >= 0.985  # 99.0% at one torch thread, 98.99% at two: training rounds differently
+    assert space.test_accuracy >= 0.988  # 99.0% at one torch thread, 98.99% at two: training rounds differently
     assert space.path.parent == tmp_path / "vaebench-features"
     test = data.test.x
     real = distances(space, test, data.train.x[: len(test)].bernoulli(generator=torch.Generator().manual_seed(0)))
