@@ -29,7 +29,9 @@ class RawData:
     """What a dataset loader returns: grey levels in [0, 1], flattened, on the CPU.
 
     ``test_x`` is ``None`` when the source has no official test split; one is then
-    carved out with the fixed split seed.
+    carved out with the fixed split seed. ``val_x`` is the source's own validation split
+    where it has one (binarised MNIST's 10,000 images); otherwise validation images are
+    held out of the training split with the fixed split seed.
     """
 
     train_x: Tensor
@@ -39,6 +41,8 @@ class RawData:
     image_shape: tuple[int, int, int]
     n_classes: int
     source: str = ""
+    val_x: Tensor | None = None
+    val_y: Tensor | None = None
 
 
 @dataclass
@@ -149,7 +153,8 @@ def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device:
 
     ``val_images`` holds that many training images out for validation instead of the
     dataset's ``val_fraction`` (for example 10,000 to match the 50k/10k/10k split of
-    the binarised-MNIST literature).
+    the binarised-MNIST literature). A dataset with its own validation split keeps it
+    (``val_images`` must then be ``None`` or its size).
     """
     if binarization not in BINARIZATIONS:
         raise UsageError(f"unknown binarization '{binarization}'; choose one of {', '.join(BINARIZATIONS)}")
@@ -163,12 +168,17 @@ def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device:
         x, y = x[order[n_test:]], y[order[n_test:]]
     else:
         test_x, test_y = raw.test_x.float(), raw.test_y.long()
-    order = torch.randperm(len(x), generator=generator)
-    n_val = int(round(spec.val_fraction * len(x))) if val_images is None else int(val_images)
-    if not 0 < n_val < len(x):
-        raise UsageError(f"--val-images {n_val} leaves no training or no validation images ({len(x)} in all); choose fewer")
-    val_x, val_y = x[order[:n_val]], y[order[:n_val]]
-    train_x, train_y = x[order[n_val:]], y[order[n_val:]]
+    if raw.val_x is not None:  # the source's own validation split, used as it is
+        if val_images is not None and int(val_images) != len(raw.val_x):
+            raise UsageError(f"{spec.name} has a fixed validation split of {len(raw.val_x):,} images; drop --val-images {val_images}")
+        val_x, val_y, train_x, train_y = raw.val_x.float(), raw.val_y.long(), x, y
+    else:
+        order = torch.randperm(len(x), generator=generator)
+        n_val = int(round(spec.val_fraction * len(x))) if val_images is None else int(val_images)
+        if not 0 < n_val < len(x):
+            raise UsageError(f"--val-images {n_val} leaves no training or no validation images ({len(x)} in all); choose fewer")
+        val_x, val_y = x[order[:n_val]], y[order[:n_val]]
+        train_x, train_y = x[order[n_val:]], y[order[n_val:]]
 
     extras = {}
     if binarization == "dynamic":

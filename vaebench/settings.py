@@ -56,7 +56,7 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # --- data
-    dataset: str = setting("digits", "dataset: digits (offline), mnist, fashion-mnist or a plugin's", "a registered dataset name (see `vaebench list`)")
+    dataset: str = setting("digits", "dataset: digits (offline), mnist, fashion-mnist, binarized-mnist or a plugin's", "a registered dataset name (see `vaebench list`)")
     data_dir: Path | None = setting(None, "folder holding MNIST/raw or FashionMNIST/raw (else $VAEBENCH_DATA, then the user cache)", "a folder", identity=False, flag_metavar="DIR")
     binarization: Literal["dynamic", "static", "threshold", "none"] = setting(
         "dynamic", "pixels: a Bernoulli draw per batch (dynamic), one draw (static), x >= 0.5 (threshold), grey (none)", "dynamic, static, threshold or none"
