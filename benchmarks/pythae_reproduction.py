@@ -6,10 +6,10 @@ be downloaded here; vaebench binarises the standard MNIST split once with a fixe
 10k). This script trains pythae's reproducibility VAE (its examples/scripts/reproducibility/vae.py:
 784-400-40 ReLU MLPs, BCE, Adam 1e-4, lr x 10^(-1/5) after epochs 200 and 350, batch 100, the best
 validation epoch) through pythae's ``BaseTrainer`` on vaebench's own static split, and the same
-recipe through ``vaebench run``, both for ``--epochs`` (the milestones scaled by epochs / 500). Each
-model's -log p(x) on the 10,000 test images is then estimated at K = 200 by its own library:
-pythae's ``VAE.get_nll``, vaebench's IS-NLL. Equal numbers put the delta on the data, not on
-vaebench's training or evaluation. Needs ``pip install pythae`` and MNIST under --data-dir.
+recipe through ``vaebench run`` (the suite's ``pythae-vae`` run), both for ``--epochs`` (the
+milestones scaled by epochs / 500). Each model's -log p(x) on the 10,000 test images is then
+estimated at K = 200 by its own library: pythae's ``VAE.get_nll``, vaebench's IS-NLL.
+Equal numbers put the delta on the data, not on vaebench's training or evaluation. Needs ``pip install pythae`` and MNIST under --data-dir.
 
     python benchmarks/pythae_reproduction.py --data-dir ../shared/data --epochs 100
 """
@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from vs_pythae import pythae_model  # noqa: E402
 
 PYTHAE_EPOCHS, PYTHAE_MILESTONES, PYTHAE_GAMMA = 500, (200, 350), 10 ** (-1 / 5)
+SUITE = Path(__file__).with_name("reproductions.toml")  # vaebench's side: its pythae-vae run
 K = 200
 
 
@@ -55,16 +56,15 @@ def train_pythae(data, epochs: int, out: Path):
 
 
 def train_vaebench(data_dir: Path, epochs: int, out: Path) -> dict:
+    """results/reproductions' pythae-vae run (its recipe from the suite file), for ``epochs``."""
     from vaebench.cli import main
 
-    args = ["-q", "run", "gaussian", "--dataset", "mnist", "--data-dir", str(data_dir), "--binarization", "static",
-            "--val-images", "10000", "--hidden", "400", "--latent-dim", "40", "--batch-size", "100", "--lr", "1e-4",
-            "--lr-milestones", ",".join(map(str, milestones_for(epochs))), "--lr-gamma", str(PYTHAE_GAMMA),
-            "--epochs", str(epochs), "--select-epoch", "best-val", "--seeds", "1", "--metrics", "elbo,is_nll",
+    args = ["-q", "run", "--suite", str(SUITE), "pythae-vae", "--data-dir", str(data_dir), "--epochs", str(epochs),
+            "--lr-milestones", ",".join(map(str, milestones_for(epochs))), "--metrics", "elbo,is_nll",
             "--is-samples", str(K), "--device", "cpu", "--out", str(out)]
     if main(args) != 0:
         raise SystemExit("the vaebench run failed; see its output above")
-    return json.loads((out / "runs/gaussian/seed-0/metrics.json").read_text())
+    return json.loads((out / "runs/pythae-vae/seed-0/metrics.json").read_text())
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from vaebench.data import RawData, candidate_roots, torchvision_loader, user_cache_dir
-from vaebench.errors import UsageError
+from vaebench.errors import UsageError, first_line
 
 URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 FOLDER = "BinarizedMNIST"
@@ -59,7 +59,7 @@ def find_or_download(data_dir: Path | None) -> Path:
             if not (folder / file_name(split)).is_file():
                 download_url(URL + file_name(split), str(folder))
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         searched = ", ".join(str(Path(r) / FOLDER) for r in candidate_roots(data_dir))
         raise UsageError(f"binarised MNIST was not found in {searched} and could not be downloaded from {URL} ({reason}); "
                          f"pass --data-dir DIR, where DIR/{FOLDER} holds {', '.join(file_name(s) for s in SPLITS)}") from None

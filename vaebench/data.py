@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from vaebench.errors import UsageError
+from vaebench.errors import UsageError, first_line
 
 BINARIZATIONS = ("dynamic", "static", "threshold", "none")
 SPLIT_SEED = 0  # splits never depend on the run's seed
@@ -268,7 +268,7 @@ def torchvision_loader(cls_name: str) -> Callable[[Path | None], RawData]:
             test = _torchvision_split(cls, cache, False, download=True)
         except Exception as exc:
             searched = ", ".join(str(r) for r in candidate_roots(data_dir))
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise UsageError(
                 f"{cls_name} was not found in {searched} and could not be downloaded ({reason}); "
                 f"pass --data-dir DIR, where DIR/{cls_name}/raw holds the four IDX files"
@@ -314,7 +314,7 @@ def _raw_from(train, test, source: str) -> RawData:
 
 
 def _corrupt(raw_dir: Path, exc: Exception) -> UsageError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)
     return UsageError(
         f"the IDX files in {raw_dir} are corrupt or truncated ({reason}); "
         "delete them to download afresh, or pass --data-dir to a good copy"

@@ -1,6 +1,12 @@
 """Exceptions that the CLI turns into one-line messages."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none: the reason in a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class UsageError(Exception):
     """Bad input from the user: the CLI prints the message on one line and exits with 2.
 

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaebench.errors import first_line
+
 log = logging.getLogger(__name__)
 
 FAST_ENV = "VAEBENCH_FAST"
@@ -106,7 +108,7 @@ class InferenceKernel:
 
     def _give_up(self, error: Exception) -> None:
         self.eager_only = True
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         log.warning("torch.compile failed for %s (%s); evaluating it eagerly, which is slower", self.fn.__name__, reason)
 
 

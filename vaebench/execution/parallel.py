@@ -3,12 +3,12 @@
 Up to N worker processes, started with ``spawn`` (nothing of the parent's threads or device
 state is inherited), take the suite's runs x seeds one at a time from the parent. For each, a worker loads the
 plugins as the parent did, prepares its own copy of the data and calls :func:`vaebench.execution.runner.run_one`,
-the function a ``--jobs 1`` suite calls, so a run's numbers do not depend on ``--jobs``.
-torch's threads are divided among the workers, and each run's config.json records its
-``torch_threads``: at the same thread count a CPU run's numbers are the same to the last
-bit (tested); at another, torch's float32 sums may round differently in the last bit,
-which training carries forward as differences in about the seventh significant digit. Progress and log lines come back through each worker's own pipe to the
-parent's reporter, so the display shows every active run.
+the function a ``--jobs 1`` suite calls, so a run's numbers do not depend on ``--jobs``. torch's
+threads are divided among the workers, and each run's config.json records its ``torch_threads``:
+at the same thread count a CPU run's numbers are the same to the last bit (tested); at another,
+torch's float32 sums may round differently in the last bit, which training carries forward as
+differences in about the seventh significant digit. Progress and log lines come back through
+each worker's own pipe to the parent's reporter, so the display shows every active run.
 
 A run that raises is recorded as failed by ``run_one``, as always. A worker that dies
 (a segfault, the out-of-memory killer) costs only its own run: the parent records it as

@@ -169,4 +169,4 @@ def find_chromium() -> str | None:
     """A Chromium-family browser on PATH to open the report headless (tests, screenshots), or None."""
     import shutil
 
-    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
