@@ -57,7 +57,7 @@ class RunSettings(BaseModel):
 
     # --- data
     dataset: str = setting("digits", "dataset: digits (offline), mnist, fashion-mnist, binarized-mnist or a plugin's", "a registered dataset name (see `vaebench list`)")
-    data_dir: Path | None = setting(None, "folder holding MNIST/raw or FashionMNIST/raw (else $VAEBENCH_DATA, then the user cache)", "a folder", identity=False, flag_metavar="DIR")
+    data_dir: Path | None = setting(None, "folder holding MNIST/raw, FashionMNIST/raw or BinarizedMNIST (else $VAEBENCH_DATA, then the user cache)", "a folder", identity=False, flag_metavar="DIR")
     binarization: Literal["dynamic", "static", "threshold", "none"] = setting(
         "dynamic", "pixels: a Bernoulli draw per batch (dynamic), one draw (static), x >= 0.5 (threshold), grey (none)", "dynamic, static, threshold or none"
     )
