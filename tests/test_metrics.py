@@ -13,10 +13,10 @@ from vaebench.data import Split
 from vaebench.distributions import StandardNormalPrior
 from vaebench.distributions.likelihoods import at_least_float32
 from vaebench.evaluation.context import EvalContext
-from vaebench.evaluation.importance import eval_rows
+from vaebench.evaluation.importance import eval_rows, widest_row
 from vaebench.metrics import NMI, importance_log_likelihood
 from vaebench.metrics.elbo import neg_elbo_per_example
-from vaebench.models import LatentVariableModel
+from vaebench.models import GaussianVAE, LatentVariableModel
 
 
 class LinearGaussian(LatentVariableModel):
@@ -173,11 +173,23 @@ def test_is_splits_an_images_samples_into_equal_chunks():
     assert model.decoded_shapes == [(100, 2), (100, 1)]  # two images per chunk
 
 
-def test_cpu_chunks_hold_16_mib_of_float32_decoder_output_whatever_the_decoding_precision():
+def test_cpu_chunks_hold_16_mib_of_float32_at_the_widest_decoded_layer_whatever_the_decoding_precision():
     rows = eval_rows(torch.device("cpu"), 784)
     assert rows * 784 * 4 <= 16 * 2**20 < (rows + 1) * 784 * 4
     assert rows >= 5000  # K = 5000 on MNIST: one chunk per image
     assert eval_rows(torch.device("cuda"), 784) == 65536
+    mnist = GaussianVAE(784, (400,), 20, StandardNormalPrior(20), "bernoulli")
+    digits = GaussianVAE(64, (400,), 20, StandardNormalPrior(20), "bernoulli")
+    assert widest_row(mnist, 784) == 784  # the image: MNIST's chunks are sized as they always were
+    assert widest_row(digits, 64) == 400  # the hidden layer, 6x the 64-value image
+
+
+@torch.no_grad()
+def test_is_chunks_are_sized_by_the_widest_layer_not_the_image():
+    model = ChunkRecordingLinearGaussian()
+    model.wide = torch.nn.Linear(1, 4096)  # 4096 values per decoded image: 1024 rows make 16 MiB
+    importance_log_likelihood(model, torch.randn(3, 6), None, None, samples=5000)
+    assert model.decoded_shapes == [(1000, 1)] * 15  # five equal chunks of K per image, each within 1024 rows
 
 
 @torch.no_grad()

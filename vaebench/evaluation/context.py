@@ -83,7 +83,7 @@ class EvalContext:
     seed: int
     training: Any = None  # TrainingResult
     n_parameters: int = 0
-    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: importance.eval_rows(device, image size)
+    eval_batch_rows: int | None = None  # images x samples per IS chunk; None: importance.eval_rows for the model
     is_precision: str = "float32"  # a key of importance.IS_PRECISIONS: the decoder's arithmetic inside IS-NLL
     values: dict = field(default_factory=dict)  # what earlier metrics computed
     progress: Any = None  # progress(text) shows what the evaluation is doing (the progress display)
@@ -162,6 +162,7 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
         # each metric draws from its own seed: its values do not depend on which metrics ran
         # before it, so `vaebench evaluate` reproduces a run's values exactly (on a CPU)
         torch.manual_seed(zlib.crc32(f"{metric.name}:{ctx.seed}".encode()))
+        began = time.perf_counter()
         try:
             with torch.inference_mode(False):
                 ctx.values.update(metric(ctx))
@@ -172,6 +173,7 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
             for column in declared:
                 ctx.values[column.name] = None
                 ctx.values[f"{column.name}_na"] = f"metric '{metric.name}' failed: {reason}"
+        log.debug("metric %s: %.2f s", metric.name, time.perf_counter() - began)
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     return Evaluation(ctx.values, columns, errors, time.perf_counter() - start)

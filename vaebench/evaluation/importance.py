@@ -22,7 +22,7 @@ from vaebench import fast
 from vaebench.evaluation.context import chunks
 from vaebench.models import proposal_of
 
-CPU_CHUNK_BYTES = 16 * 2**20  # float32 decoder output per importance-sampling chunk on a CPU
+CPU_CHUNK_BYTES = 16 * 2**20  # float32 values of a chunk's widest decoded layer on a CPU
 GPU_CHUNK_ROWS = 65536
 
 # The arithmetic of the decoder inside importance sampling. bfloat16 runs it under
@@ -32,19 +32,31 @@ GPU_CHUNK_ROWS = 65536
 IS_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def eval_rows(device: torch.device, image_values: int) -> int:
-    """Decoded images per importance-sampling chunk, for images of ``image_values`` values.
+def eval_rows(device: torch.device, row_values: int) -> int:
+    """Decoded images per importance-sampling chunk, when one decoded image holds ``row_values``
+    float32 values at its widest (:func:`widest_row`).
 
-    On a CPU, as many as make 16 MiB of float32 decoder output: 5,349 MNIST images,
-    so K = 5000 takes one chunk per image. Besides the decoder, each chunk pays for
-    sampling, the prior's and the proposal's log-densities and a logsumexp, small
-    ops with a per-call cost, so fewer chunks are faster. The size does not depend on
-    the decoder's precision: from one seed both precisions draw the same latent
+    On a CPU, as many as make 16 MiB at the widest layer: 5,349 MNIST images (784 values,
+    wider than its 400-unit hidden layer), so K = 5000 takes one chunk per image. Besides
+    the decoder, each chunk pays for sampling, the prior's and the proposal's log-densities
+    and a logsumexp, small ops with a per-call cost, so fewer chunks are faster; but a chunk
+    whose activations outgrow the caches runs at memory speed, and one whose buffers are
+    each over glibc's mmap threshold pays page faults on every chunk. (Sized by the 64-value
+    output alone, an 8x8 digits chunk with a 400-unit hidden layer held 100 MiB per
+    activation, and IS-NLL took twice as long: benchmarks/README.md.) The size does not
+    depend on the decoder's precision: from one seed both precisions draw the same latent
     samples, which the paired comparison of the two relies on. A GPU wants big launches.
     """
     if device.type == "cuda":
         return GPU_CHUNK_ROWS
-    return max(1, CPU_CHUNK_BYTES // (image_values * 4))
+    return max(1, CPU_CHUNK_BYTES // (row_values * 4))
+
+
+def widest_row(model: torch.nn.Module, image_values: int) -> int:
+    """Values one decoded image holds at its widest: the image, or the widest linear layer's
+    output if wider (the model's layers are read from its ``nn.Linear`` modules)."""
+    widths = [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return max([image_values, *widths])
 
 
 def decoding(dtype: torch.dtype, device: torch.device) -> contextlib.AbstractContextManager:
@@ -81,9 +93,10 @@ def importance_log_likelihood(
     ``progress(done, total)`` is called after each chunk of images.
     """
     n = x.shape[0]
+    max_rows = max_rows or eval_rows(x.device, widest_row(model, math.prod(x.shape[1:])))
     with fast.compiling(n * samples):
         model = fast.with_prepacked_linears(model, x.device)
-        image_chunk, sample_chunk = chunk_plan(n, samples, max_rows or eval_rows(x.device, math.prod(x.shape[1:])))
+        image_chunk, sample_chunk = chunk_plan(n, samples, max_rows)
         prior = model.prior.distribution()
         log_px = torch.empty(n, device=x.device)
         for s in chunks(n, image_chunk):

@@ -245,7 +245,7 @@ SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estim
 
 def _warn_if_slow(run: RunPlan, recipe, data: ImageData, device: torch.device) -> None:
     """A K so large that IS-NLL runs for hours is allowed (chunks keep memory bounded), but said up front."""
-    from vaebench.evaluation.importance import eval_rows
+    from vaebench.evaluation.importance import eval_rows, widest_row
 
     wants_is = any(m.name == "is_nll" for m in run.metrics)
     k = run.settings.is_samples_resolved
@@ -254,7 +254,7 @@ def _warn_if_slow(run: RunPlan, recipe, data: ImageData, device: torch.device) -
     if not wants_is or decodes < SLOW_DECODES:
         return
     model = recipe.model.to(device).eval()
-    rows = min(eval_rows(device, data.dim), 4096)
+    rows = min(eval_rows(device, widest_row(model, data.dim)), 4096)
     with torch.inference_mode():
         z = model.prior.sample(rows).to(device)
         y = torch.zeros(rows, dtype=torch.long, device=device)
