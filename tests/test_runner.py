@@ -25,6 +25,7 @@ from vaebench.objectives import ELBO, Terms
 from vaebench.plugin_manager import load_plugins
 from vaebench.reporting.leaderboard import caption, leaderboard, rebuild, to_markdown
 from vaebench.errors import TrainingFailure
+from vaebench.execution.records import read_csv_exact
 from vaebench.execution.training import EpochLog
 from vaebench.variant import Recipe, Variant
 
@@ -69,7 +70,7 @@ def test_same_seed_same_numbers_and_seeds_differ(tmp_path):
 
 def test_leaderboard_rebuilds_from_run_folders_alone(tmp_path, capsys):
     run_tiny(tmp_path, ["gaussian", "kl-annealing"], epochs=2, metrics=["elbo", "throughput"])
-    written = pd.read_csv(tmp_path / "leaderboard.csv", float_precision="round_trip")  # pandas' fast parser can be 1 ulp off
+    written = read_csv_exact(tmp_path / "leaderboard.csv")
     (tmp_path / "leaderboard.csv").unlink()
     rebuilt = rebuild(tmp_path)
     assert rebuilt.to_csv(index=False) == written.to_csv(index=False)

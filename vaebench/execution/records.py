@@ -26,6 +26,17 @@ def run_dir_of(out: Path, run: str, seed: int) -> Path:
     return Path(out) / "runs" / run / f"seed-{seed}"
 
 
+def read_csv_exact(path: Path):
+    """A CSV as a pandas DataFrame, each float read back exactly as it was written.
+
+    Before pandas 3.1 that takes the round-trip parser (the default one can be 1 ulp off);
+    from 3.1 the default parser is exact and the option deprecated."""
+    import pandas as pd
+
+    version = tuple(int(part) for part in pd.__version__.split(".")[:2] if part.isdigit())
+    return pd.read_csv(path) if version >= (3, 1) else pd.read_csv(path, float_precision="round_trip")
+
+
 def read_json(path: Path) -> Any:
     """The JSON in ``path``, or ``None`` when it is missing, empty or not JSON."""
     try:

@@ -26,7 +26,7 @@ from vaebench.data import ImageData, prepare
 from vaebench.errors import UsageError
 from vaebench.evaluation.context import EvalContext, evaluate
 from vaebench.execution.locking import OutLock
-from vaebench.execution.records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_json, recorded_settings
+from vaebench.execution.records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_csv_exact, read_json, recorded_settings
 from vaebench.execution.runner import RUN_COLUMNS, RunPlan, _append_history, build_recipe, merge_columns
 from vaebench.execution.training import SilentReporter, TrainingResult
 from vaebench.plugin_manager import Plugins
@@ -109,7 +109,7 @@ def reevaluate(
             recipe = build_recipe(run, data, seed)
             load_weights(folder / WEIGHTS_FILE, recipe.model, torch_device)
             recipe.model.to(torch_device)
-            history = pd.read_csv(folder / HISTORY_FILE, float_precision="round_trip").to_dict("records") if (folder / HISTORY_FILE).exists() else []
+            history = read_csv_exact(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
             training = TrainingResult(
                 history=history, train_seconds=float(record.get("train_seconds") or 0.0),
                 train_images=int(record.get("images_seen") or record.get("train_images") or 0),
