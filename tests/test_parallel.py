@@ -70,9 +70,11 @@ def test_jobs_must_be_a_positive_whole_number(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--jobs" in result.stderr
 
 
-def _children_of(pid: int) -> list[int]:
+def _descendants_of(pid: int) -> list[int]:
+    """Every process below ``pid``: the workers and any helper process multiprocessing starts."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    children = [int(p) for p in path.read_text().split()] if path.exists() else []
+    return children + [d for child in children for d in _descendants_of(child)]
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
@@ -90,7 +92,7 @@ def test_a_killed_parallel_suite_resumes_to_the_numbers_of_an_uninterrupted_one(
     deadline = time.time() + 120  # a bound for a hung suite; the wait is for the state
     while not interrupted() and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
-    workers = _children_of(process.pid)
+    workers = _descendants_of(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert interrupted(), "the kill came too late to test anything"

@@ -12,9 +12,9 @@ each worker's own pipe to the parent's reporter, so the display shows every acti
 
 A run that raises is recorded as failed by ``run_one``, as always. A worker that dies
 (a segfault, the out-of-memory killer) costs only its own run: the parent records it as
-failed with the exit code. If the parent is killed, every worker stops within a second
-and keeps its last checkpoint, so ``--resume`` continues the suite; on Ctrl-C or SIGTERM
-the parent stops its workers the same way before it exits.
+failed with the exit code. If the parent is killed, every worker notices at once (its
+parent's sentinel) and stops with its last checkpoint kept, so ``--resume`` continues the
+suite; on Ctrl-C or SIGTERM the parent stops its workers the same way before it exits.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -74,7 +73,7 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
 
     def start_worker() -> None:
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(tasks, theirs, os.getpid()), daemon=True, name="vaebench-worker")
+        process = context.Process(target=_serve, args=(tasks, theirs), daemon=True, name="vaebench-worker")
         process.start()
         theirs.close()  # so the parent reads end-of-file when the worker dies
         workers[ours] = _Worker(process, ours)
@@ -200,12 +199,10 @@ class EventLogHandler(logging.Handler):
         self.events.put(("log", record.levelno, record.getMessage()))
 
 
-def _stop_with_parent(parent: int) -> None:
+def _stop_with_parent() -> None:
     """Exit when the parent is gone (killed): the run keeps its last checkpoint for --resume."""
-    while True:
-        if os.getppid() != parent:
-            os._exit(1)
-        time.sleep(0.5)
+    wait([multiprocessing.parent_process().sentinel])
+    os._exit(1)
 
 
 class PipeEvents:
@@ -220,9 +217,9 @@ class PipeEvents:
             self.pipe.send(event)
 
 
-def _serve(tasks: list[Task], pipe, parent: int) -> None:
+def _serve(tasks: list[Task], pipe) -> None:
     """A worker process: runs the tasks the parent sends until it sends None."""
-    threading.Thread(target=_stop_with_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_stop_with_parent, daemon=True).start()
     events = PipeEvents(pipe)
     while (index := pipe.recv()) is not None:
         events.put(("record", index, run_task(tasks[index], events)))
