@@ -395,7 +395,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give --verbose or --quiet, not both")
         if args.verbose:
             log.setLevel(logging.DEBUG)
+        from vaebench.heap import keep_freed_memory
         from vaebench.plugin_manager import load_plugins
+
+        keep_freed_memory()
 
         plugins = load_plugins(strict=args.strict, modules=args.plugin_modules, disable=args.disabled_plugins)
         return COMMANDS[args.command](args, plugins)

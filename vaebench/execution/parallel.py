@@ -229,6 +229,9 @@ def run_task(task: Task, events) -> dict:
     """One run x seed in this process, reporting through ``events`` (anything with ``put``)."""
     import torch
 
+    from vaebench.heap import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(task.threads)
     vaebench_log = logging.getLogger("vaebench")
     if not any(isinstance(h, EventLogHandler) for h in vaebench_log.handlers):

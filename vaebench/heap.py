@@ -1,0 +1,52 @@
+"""When a vaebench process's C heap (glibc's malloc) gives freed memory back to the kernel.
+
+Evaluation works in chunks: IS-NLL decodes a chunk of samples, the gaps optimise a batch
+of posteriors, and each frees its buffers (a few MiB to tens of MiB) before the next
+chunk takes the same sizes again. With glibc's defaults, each buffer above the mmap
+threshold (128 KiB, rising with use only up to 32 MiB) is a mapping of its own, and free
+space past the trim threshold at the top of the heap is handed back, so the next chunk
+faults every 4 KiB page in again. On 8x8 digits that was about 1.5 million page faults
+per run, a third of its IS-NLL's time in the kernel (benchmarks/README.md).
+
+:func:`keep_freed_memory` raises both thresholds with ``mallopt``: buffers up to
+:data:`MMAP_THRESHOLD_BYTES` come from the heap, and up to :data:`TRIM_THRESHOLD_BYTES`
+of free space stays mapped for the next chunk. Numbers do not change (torch aligns every
+buffer to 64 bytes wherever it lies). Only the processes vaebench owns call it, the
+command line and its worker processes, never ``import vaebench``. It does nothing where
+the C library is not glibc, or when ``VAEBENCH_FAST=0`` (see :mod:`vaebench.fast`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import platform
+import sys
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 256 << 20
+OLD_GLIBC_MMAP_LIMIT = 32 << 20  # glibc before 2.35 refuses a threshold above this
+TRIM_THRESHOLD_BYTES = 512 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed buffers mapped for reuse in this process; True when glibc took the settings.
+
+    Both thresholds or neither: either alone turns off glibc's adaptive threshold and
+    leaves the other at its small default, which faults more than the defaults do."""
+    from vaebench.fast import fast_paths_enabled
+
+    if not fast_paths_enabled() or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if not any(mallopt(M_MMAP_THRESHOLD, size) for size in (MMAP_THRESHOLD_BYTES, OLD_GLIBC_MMAP_LIMIT)):
+        log.debug("glibc refused an mmap threshold; freed memory goes back to the kernel as before")
+        return False
+    return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
