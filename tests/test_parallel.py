@@ -106,3 +106,18 @@ def test_a_killed_parallel_suite_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert_same_runs(tmp_path / "straight", killed)
     resumed = [json.loads((r / "metrics.json").read_text())["resumed_from_epoch"] for r in runs]
     assert any(r and r > 0 for r in resumed)
+
+
+def test_workers_take_the_environment_of_the_moment_their_task_is_given(tmp_path, monkeypatch):
+    # the fork server starts now, with one environment; the runs are given out under another
+    import vaebench
+    from vaebench.execution.parallel import start_worker_imports
+
+    monkeypatch.setenv("VAEBENCH_TEST_MARK", "when the server started")
+    monkeypatch.syspath_prepend(PLUGINS)
+    start_worker_imports()
+    monkeypatch.setenv("VAEBENCH_TEST_MARK", "when the runs were given out")
+    vaebench.run(["gaussian"], tmp_path, seeds=2, jobs=2, plugins=["vb_environment"], dataset="digits", hidden=(16,),
+                 latent_dim=2, epochs=1, metrics=("elbo",), device="cpu")
+    for seed in (0, 1):
+        assert (tmp_path / f"runs/gaussian/seed-{seed}/environment.txt").read_text() == "when the runs were given out"

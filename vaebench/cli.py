@@ -399,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         from vaebench.plugin_manager import load_plugins
 
         keep_freed_memory()
+        if getattr(args, "jobs", 1) > 1:
+            from vaebench.execution.parallel import start_worker_imports
+
+            start_worker_imports()  # the workers' imports run now, beside the checks below
 
         plugins = load_plugins(strict=args.strict, modules=args.plugin_modules, disable=args.disabled_plugins)
         return COMMANDS[args.command](args, plugins)

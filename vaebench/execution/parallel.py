@@ -1,27 +1,36 @@
 """``--jobs N``: a suite's runs in up to N worker processes on one machine.
 
-Up to N worker processes, started with ``spawn`` (nothing of the parent's threads or device
-state is inherited), take the suite's runs x seeds one at a time from the parent. For each, a worker loads the
-plugins as the parent did, prepares its own copy of the data and calls :func:`vaebench.execution.runner.run_one`,
-the function a ``--jobs 1`` suite calls, so a run's numbers do not depend on ``--jobs``. torch's
-threads are divided among the workers, and each run's config.json records its ``torch_threads``:
-at the same thread count a CPU run's numbers are the same to the last bit (tested); at another,
-torch's float32 sums may round differently in the last bit, which training carries forward as
-differences in about the seventh significant digit. Progress and log lines come back through
-each worker's own pipe to the parent's reporter, so the display shows every active run.
+Up to N worker processes take the suite's runs x seeds one at a time from the parent. On
+Linux they are forked from multiprocessing's fork server, which the command starts as soon as
+it has read ``--jobs`` (:func:`start_worker_imports`) and which imports what every run needs
+(:mod:`vaebench.execution.worker_imports`) while the parent loads its plugins and checks the
+suite, so no worker pays those seconds itself; elsewhere they are spawned. Either way a worker
+inherits nothing of the parent's threads or device state, and it takes the parent's environment
+with each task (the server's is the one the command started with). For each task a worker loads
+the plugins as the parent did, prepares its own copy of the data and calls
+:func:`vaebench.execution.runner.run_one`, the function a ``--jobs 1`` suite calls, so a run's
+numbers do not depend on ``--jobs``. torch's threads are divided among the workers, and each
+run's config.json records its ``torch_threads``: at the same thread count a CPU run's numbers
+are the same to the last bit (tested); at another, torch's float32 sums may round differently in
+the last bit, which training carries forward as differences in about the seventh significant
+digit. Progress and log lines come back through each worker's own pipe to the parent's reporter,
+so the display shows every active run.
 
 A run that raises is recorded as failed by ``run_one``, as always. A worker that dies
 (a segfault, the out-of-memory killer) costs only its own run: the parent records it as
 failed with the exit code. If the parent is killed, every worker notices at once (its
 parent's sentinel) and stops with its last checkpoint kept, so ``--resume`` continues the
-suite; on Ctrl-C or SIGTERM the parent stops its workers the same way before it exits.
+suite, and the fork server, which reads the parent's end of a pipe, exits too; on Ctrl-C or
+SIGTERM the parent stops its workers the same way before it exits.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -53,6 +62,27 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+WORKER_IMPORTS = "vaebench.execution.worker_imports"
+
+
+def worker_context():
+    """How workers start: forked from a fork server that has imported :data:`WORKER_IMPORTS`
+    (Linux), else spawned (macOS, where forking after its system libraries load is unsafe, and Windows)."""
+    if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([WORKER_IMPORTS])  # no effect once the server runs
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def start_worker_imports() -> None:
+    """Start the fork server now, before the suite is checked, so that its imports run on the
+    cores the parent's checks leave idle; without this it starts with the first worker."""
+    ensure_running = getattr(multiprocessing.forkserver, "ensure_running", None)  # public, though not in the docs
+    if worker_context().get_start_method() == "forkserver" and ensure_running is not None:
+        ensure_running()
+
+
 def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
     """Run ``tasks`` in at most ``jobs`` worker processes; return each task's record by (run index, seed).
 
@@ -64,7 +94,7 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
     workers would wait on it for ever. The parent hands out tasks one at a time, so it
     knows which task a dead worker was running: that task is recorded as failed and a
     new worker takes the rest."""
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     todo = list(range(len(tasks)))
     todo.reverse()  # pop() hands them out in suite order
     workers: dict = {}  # the parent's end of each worker's pipe -> _Worker
@@ -73,7 +103,7 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
 
     def start_worker() -> None:
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(tasks, theirs), daemon=True, name="vaebench-worker")
+        process = context.Process(target=_serve, args=(theirs,), daemon=True, name="vaebench-worker")
         process.start()
         theirs.close()  # so the parent reads end-of-file when the worker dies
         workers[ours] = _Worker(process, ours)
@@ -81,8 +111,8 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
 
     def give_next(worker: "_Worker") -> None:
         worker.index = todo.pop() if todo else None
-        try:
-            worker.pipe.send(worker.index)  # None: stop
+        try:  # None: stop
+            worker.pipe.send(None if worker.index is None else (tasks[worker.index], dict(os.environ)))
         except OSError:
             pass  # it died; its sentinel says so next
 
@@ -137,10 +167,10 @@ def _read(worker: _Worker, tasks, records, finished, reporter) -> bool:
         worker.broken = True
         return False
     if kind == "record":
-        index, record = payload
-        task = tasks[index]
+        (record,) = payload
+        task = tasks[worker.index]
         records[(task.run_index, task.seed)] = record
-        finished.add(index)
+        finished.add(worker.index)
         return True
     handle_event((kind, *payload), reporter)
     return False
@@ -217,12 +247,16 @@ class PipeEvents:
             self.pipe.send(event)
 
 
-def _serve(tasks: list[Task], pipe) -> None:
-    """A worker process: runs the tasks the parent sends until it sends None."""
+def _serve(pipe) -> None:
+    """A worker process: runs the tasks the parent sends, each with the parent's environment, until it sends None."""
     threading.Thread(target=_stop_with_parent, daemon=True).start()
     events = PipeEvents(pipe)
-    while (index := pipe.recv()) is not None:
-        events.put(("record", index, run_task(tasks[index], events)))
+    while (message := pipe.recv()) is not None:
+        task, environment = message
+        if os.environ != environment:
+            os.environ.clear()
+            os.environ.update(environment)
+        events.put(("record", run_task(task, events)))
 
 
 def run_task(task: Task, events) -> dict:
