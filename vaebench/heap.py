@@ -6,14 +6,16 @@ chunk takes the same sizes again. With glibc's defaults, each buffer above the m
 threshold (128 KiB, rising with use only up to 32 MiB) is a mapping of its own, and free
 space past the trim threshold at the top of the heap is handed back, so the next chunk
 faults every 4 KiB page in again. On 8x8 digits that was about 1.5 million page faults
-per run, a third of its IS-NLL's time in the kernel (benchmarks/README.md).
+in a mog-prior run on one thread, and half of its IS-NLL's time (benchmarks/README.md).
 
 :func:`keep_freed_memory` raises both thresholds with ``mallopt``: buffers up to
 :data:`MMAP_THRESHOLD_BYTES` come from the heap, and up to :data:`TRIM_THRESHOLD_BYTES`
 of free space stays mapped for the next chunk. Numbers do not change (torch aligns every
-buffer to 64 bytes wherever it lies). Only the processes vaebench owns call it, the
-command line and its worker processes, never ``import vaebench``. It does nothing where
-the C library is not glibc, or when ``VAEBENCH_FAST=0`` (see :mod:`vaebench.fast`).
+buffer to 64 bytes wherever it lies). At 256 and 512 MiB, an MNIST evaluation's peak
+resident memory grew by 14% (1739 -> 1985 MiB); at these values it does not (1719-1727 MiB).
+Only the processes vaebench owns call it, the command line and its worker processes, never
+``import vaebench``. It does nothing where the C library is not glibc, or when
+``VAEBENCH_FAST=0`` (see :mod:`vaebench.fast`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 256 << 20
+MMAP_THRESHOLD_BYTES = 64 << 20  # larger buffers (a dataset, say) are still mapped and unmapped whole
 OLD_GLIBC_MMAP_LIMIT = 32 << 20  # glibc before 2.35 refuses a threshold above this
-TRIM_THRESHOLD_BYTES = 512 << 20
+TRIM_THRESHOLD_BYTES = 128 << 20
 
 
 def keep_freed_memory() -> bool:
