@@ -121,3 +121,18 @@ def test_workers_take_the_environment_of_the_moment_their_task_is_given(tmp_path
                  latent_dim=2, epochs=1, metrics=("elbo",), device="cpu")
     for seed in (0, 1):
         assert (tmp_path / f"runs/gaussian/seed-{seed}/environment.txt").read_text() == "when the runs were given out"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
+def test_workers_come_from_the_fork_server_or_are_spawned_where_it_cannot_start(monkeypatch):
+    import multiprocessing.forkserver
+
+    from vaebench.execution.parallel import worker_context
+
+    assert worker_context().get_start_method() == "forkserver"
+
+    def no_socket():
+        raise PermissionError(13, "Permission denied", "/tmp/pymp-x/sock")
+
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", no_socket)
+    assert worker_context().get_start_method() == "spawn"

@@ -67,20 +67,25 @@ WORKER_IMPORTS = "vaebench.execution.worker_imports"
 
 def worker_context():
     """How workers start: forked from a fork server that has imported :data:`WORKER_IMPORTS`
-    (Linux), else spawned (macOS, where forking after its system libraries load is unsafe, and Windows)."""
+    (Linux), else spawned (macOS, where forking after its system libraries load is unsafe, and
+    Windows, and wherever the server cannot start: it needs a Unix socket in a temporary folder)."""
     if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([WORKER_IMPORTS])  # no effect once the server runs
-        return context
+        ensure_running = getattr(multiprocessing.forkserver, "ensure_running", None)  # public, though not in the docs
+        try:
+            if ensure_running is not None:
+                ensure_running()  # starts the server unless it runs; otherwise the first worker starts it
+            return context
+        except OSError as error:
+            log.debug("no fork server (%s); spawning workers", error)
     return multiprocessing.get_context("spawn")
 
 
 def start_worker_imports() -> None:
     """Start the fork server now, before the suite is checked, so that its imports run on the
-    cores the parent's checks leave idle; without this it starts with the first worker."""
-    ensure_running = getattr(multiprocessing.forkserver, "ensure_running", None)  # public, though not in the docs
-    if worker_context().get_start_method() == "forkserver" and ensure_running is not None:
-        ensure_running()
+    cores the parent's checks leave idle."""
+    worker_context()
 
 
 def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
