@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import sys
 import threading
@@ -70,9 +69,11 @@ def worker_context():
     (Linux), else spawned (macOS, where forking after its system libraries load is unsafe, and
     Windows, and wherever the server cannot start: it needs a Unix socket in a temporary folder)."""
     if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([WORKER_IMPORTS])  # no effect once the server runs
-        ensure_running = getattr(multiprocessing.forkserver, "ensure_running", None)  # public, though not in the docs
+        ensure_running = getattr(forkserver, "ensure_running", None)  # public, though not in the docs
         try:
             if ensure_running is not None:
                 ensure_running()  # starts the server unless it runs; otherwise the first worker starts it
