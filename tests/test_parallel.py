@@ -97,10 +97,9 @@ def test_a_killed_parallel_suite_resumes_to_the_numbers_of_an_uninterrupted_one(
     process.wait()
     assert interrupted(), "the kill came too late to test anything"
     deadline = time.time() + 30  # the workers notice their parent is gone and stop
-    while any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text() for w in workers) \
-            and time.time() < deadline:
+    while not _stopped(workers) and time.time() < deadline:
         time.sleep(0.1)
-    assert workers and not any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text() for w in workers)
+    assert workers and _stopped(workers)
     result = subprocess.run(cli(killed, "--jobs", "2", "--resume", **long), env=env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert_same_runs(tmp_path / "straight", killed)
@@ -108,14 +107,76 @@ def test_a_killed_parallel_suite_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert any(r and r > 0 for r in resumed)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the command forks its workers' manager on Linux only")
+def test_the_commands_workers_start_with_the_runs_imports_and_the_commands_environment(tmp_path):
+    # vb_imports sets VAEBENCH_TEST_MARK when the command loads its plugins, after the manager was forked
+    process = subprocess.Popen(cli(tmp_path, "--jobs", "2", plugins=("-p", "vb_imports")), env=env(), stderr=subprocess.PIPE, text=True)
+    _, err = process.communicate()
+    assert process.returncode == 0, err
+    from vaebench.execution.worker_imports import RUN_MODULES
+
+    for variant in ("gaussian", "bernoulli-sfe"):
+        for seed in (0, 1):
+            seen = json.loads((tmp_path / f"runs/{variant}/seed-{seed}/imports.json").read_text())
+            assert seen["pid"] != process.pid  # a worker's
+            assert seen["imported"] == list(RUN_MODULES)
+            assert seen["mark"] == f"plugins loaded first in process {process.pid}"
+
+
+def _stopped(pids) -> bool:
+    return not any(Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text() for p in pids)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_an_interrupted_parallel_suite_stops_every_process_with_one_line(tmp_path, how):
+    process = subprocess.Popen(cli(tmp_path, "--jobs", "2", epochs=400), env=env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    checkpoints = [tmp_path / f"runs/{v}/seed-{s}/checkpoint.pt" for v in ("gaussian", "bernoulli-sfe") for s in (0, 1)]
+    while sum(c.exists() for c in checkpoints) < 2 and process.poll() is None:  # both workers are training
+        time.sleep(0.05)
+    below = _descendants_of(process.pid)
+    if how == "sigterm":
+        process.send_signal(signal.SIGTERM)
+    else:  # Ctrl-C in a terminal signals the whole foreground process group
+        os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate()
+    assert process.returncode == (143 if how == "sigterm" else 130), err
+    assert "Traceback" not in err and err.strip().count("\n") == 0 and "continue with --resume" in err
+    assert below and _stopped(below)
+    assert sum(c.exists() for c in checkpoints) >= 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the command forks its workers' manager on Linux only")
+def test_a_killed_worker_manager_costs_the_unfinished_runs_and_nothing_else(tmp_path):
+    process = subprocess.Popen(cli(tmp_path, "--jobs", "2", epochs=400), env=env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    checkpoints = [tmp_path / f"runs/{v}/seed-{s}/checkpoint.pt" for v in ("gaussian", "bernoulli-sfe") for s in (0, 1)]
+    while sum(c.exists() for c in checkpoints) < 2 and process.poll() is None:
+        time.sleep(0.05)
+    below = _descendants_of(process.pid)
+    (manager,) = [int(p) for p in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+    os.kill(manager, signal.SIGKILL)
+    _, err = process.communicate()
+    assert process.returncode == 1 and "Traceback" not in err, err
+    assert "4 of 4 run(s) failed" in err and "the process that starts the workers died (killed by signal 9)" in err
+    for checkpoint in checkpoints:
+        record = json.loads((checkpoint.parent / "metrics.json").read_text())
+        assert record["status"] == "failed" and "continue with --resume" in record["reason"]
+    deadline = time.time() + 30  # the workers notice their parent is gone and stop
+    while not _stopped(below) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _stopped(below)
+
+
 def test_workers_take_the_environment_of_the_moment_their_task_is_given(tmp_path, monkeypatch):
-    # the fork server starts now, with one environment; the runs are given out under another
+    # the Python API's fork server starts now, with one environment; the runs are given out under another
     import vaebench
-    from vaebench.execution.parallel import start_worker_imports
+    from vaebench.execution.parallel import worker_context
 
     monkeypatch.setenv("VAEBENCH_TEST_MARK", "when the server started")
     monkeypatch.syspath_prepend(PLUGINS)
-    start_worker_imports()
+    worker_context()
     monkeypatch.setenv("VAEBENCH_TEST_MARK", "when the runs were given out")
     vaebench.run(["gaussian"], tmp_path, seeds=2, jobs=2, plugins=["vb_environment"], dataset="digits", hidden=(16,),
                  latent_dim=2, epochs=1, metrics=("elbo",), device="cpu")

@@ -229,7 +229,7 @@ def cmd_run(args, plugins) -> int:
         raise UsageError("--jobs is for --executor local; Ray schedules runs by --cpus-per-run and --gpus-per-run")
     executor = {"name": args.executor, "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
     checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, trackers=tuple(args.tracker), jobs=args.jobs,
-                   executor=executor)
+                   executor=executor, workers=getattr(args, "worker_manager", None))
     with make_reporter(quiet=args.quiet) as reporter:
         result = execute(checked, reporter)
     console = _console()
@@ -389,6 +389,7 @@ def _log_to_stderr() -> tuple[logging.Handler, tuple]:
 def main(argv: list[str] | None = None) -> int:
     handler, logging_state = _log_to_stderr()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    manager = None
     try:
         args = build_parser().parse_args(argv)
         if args.verbose and args.quiet:
@@ -399,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         from vaebench.plugin_manager import load_plugins
 
         keep_freed_memory()
-        if getattr(args, "jobs", 1) > 1:
-            from vaebench.execution.parallel import start_worker_imports
+        if getattr(args, "jobs", 1) > 1 and getattr(args, "executor", "local") == "local":
+            from vaebench.execution.worker_manager import start_worker_manager
 
-            start_worker_imports()  # the workers' imports run now, beside the checks below
+            manager = args.worker_manager = start_worker_manager()  # it imports the runs' libraries beside the checks below
 
         plugins = load_plugins(strict=args.strict, modules=args.plugin_modules, disable=args.disabled_plugins)
         return COMMANDS[args.command](args, plugins)
@@ -425,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         print("vaebench: terminated (SIGTERM); finished runs and the last epoch's checkpoints are kept, continue with --resume", file=sys.stderr)
         return 143
     finally:
+        if manager is not None:
+            manager.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         log.removeHandler(handler)

@@ -1,27 +1,34 @@
 """``--jobs N``: a suite's runs in up to N worker processes on one machine.
 
-Up to N worker processes take the suite's runs x seeds one at a time from the parent. On
-Linux they are forked from multiprocessing's fork server, which the command starts as soon as
-it has read ``--jobs`` (:func:`start_worker_imports`) and which imports what every run needs
-(:mod:`vaebench.execution.worker_imports`) while the parent loads its plugins and checks the
-suite, so no worker pays those seconds itself; elsewhere they are spawned. Either way a worker
-inherits nothing of the parent's threads or device state, and it takes the parent's environment
-with each task (the server's is the one the command started with). For each task a worker loads
-the plugins as the parent did, prepares its own copy of the data and calls
+Up to N worker processes take the suite's runs x seeds one at a time from their parent
+(:func:`run_parallel`). Where they come from:
+
+* ``vaebench run`` on Linux forks them from its worker manager
+  (:mod:`vaebench.execution.worker_manager`), a process forked from the command before it
+  checks the suite, which has imported everything a run imports; the manager runs
+  :func:`run_parallel` and sends its events and records back to the command;
+* otherwise (the Python API, which must not fork its caller's process; macOS, where forking
+  after its system libraries load is unsafe; Windows) they are forked from multiprocessing's
+  fork server, which preloads :mod:`vaebench.execution.worker_imports`, or spawned where that
+  server cannot start (:func:`worker_context`).
+
+Either way a worker inherits no thread pool or device state that a tensor operation started,
+and it takes its parent's environment with each task. For each task a worker loads the
+plugins as the command did, prepares its own copy of the data and calls
 :func:`vaebench.execution.runner.run_one`, the function a ``--jobs 1`` suite calls, so a run's
 numbers do not depend on ``--jobs``. torch's threads are divided among the workers, and each
 run's config.json records its ``torch_threads``: at the same thread count a CPU run's numbers
 are the same to the last bit (tested); at another, torch's float32 sums may round differently in
 the last bit, which training carries forward as differences in about the seventh significant
-digit. Progress and log lines come back through each worker's own pipe to the parent's reporter,
-so the display shows every active run.
+digit. Progress and log lines come back through each worker's own pipe to its parent, and from
+there to the command's reporter, so the display shows every active run.
 
 A run that raises is recorded as failed by ``run_one``, as always. A worker that dies
-(a segfault, the out-of-memory killer) costs only its own run: the parent records it as
-failed with the exit code. If the parent is killed, every worker notices at once (its
+(a segfault, the out-of-memory killer) costs only its own run: its parent records it as
+failed with the exit code. If a worker's parent is killed, the worker notices at once (its
 parent's sentinel) and stops with its last checkpoint kept, so ``--resume`` continues the
-suite, and the fork server, which reads the parent's end of a pipe, exits too; on Ctrl-C or
-SIGTERM the parent stops its workers the same way before it exits.
+suite; the fork server, which reads the command's end of a pipe, exits too. On Ctrl-C or
+SIGTERM the parent stops its workers before it exits.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -83,14 +91,11 @@ def worker_context():
     return multiprocessing.get_context("spawn")
 
 
-def start_worker_imports() -> None:
-    """Start the fork server now, before the suite is checked, so that its imports run on the
-    cores the parent's checks leave idle."""
-    worker_context()
-
-
-def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
+def run_parallel(tasks: list[Task], jobs: int, reporter, context=None, on_record=None) -> dict[tuple[int, int], dict]:
     """Run ``tasks`` in at most ``jobs`` worker processes; return each task's record by (run index, seed).
+
+    ``context`` is how the workers start (:func:`worker_context` unless given); ``on_record``,
+    if given, is called with each task's (run index, seed) and record as it arrives.
 
     Each worker is started once and runs tasks until none are left, so a suite of short
     runs pays the cost of starting Python, torch and the plugins once per worker, not once
@@ -100,7 +105,7 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
     workers would wait on it for ever. The parent hands out tasks one at a time, so it
     knows which task a dead worker was running: that task is recorded as failed and a
     new worker takes the rest."""
-    context = worker_context()
+    context = context or worker_context()
     todo = list(range(len(tasks)))
     todo.reverse()  # pop() hands them out in suite order
     workers: dict = {}  # the parent's end of each worker's pipe -> _Worker
@@ -122,6 +127,11 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
         except OSError:
             pass  # it died; its sentinel says so next
 
+    def keep(key: tuple[int, int], record: dict) -> None:
+        records[key] = record
+        if on_record is not None:
+            on_record(key, record)
+
     def died(worker: "_Worker") -> None:
         del workers[worker.pipe]
         index = worker.index
@@ -130,7 +140,7 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
         code = worker.process.exitcode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         task = tasks[index]
-        records[(task.run_index, task.seed)] = _died(task, f"its worker process died ({how}); the other runs went on", reporter)
+        keep((task.run_index, task.seed), _died(task, f"its worker process died ({how}); the other runs went on", reporter))
         finished.add(index)
         if todo:
             start_worker()
@@ -144,7 +154,7 @@ def run_parallel(tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int]
             for worker in list(workers.values()):
                 exited = worker.process.exitcode is not None  # before reading: then all it said is in the pipe
                 while not worker.broken and worker.pipe.poll():
-                    if _read(worker, tasks, records, finished, reporter):
+                    if _read(worker, tasks, keep, finished, reporter):
                         give_next(worker)
                 if exited:
                     died(worker)
@@ -165,8 +175,8 @@ class _Worker:
     broken: bool = False  # its pipe hit end-of-file: the worker is gone
 
 
-def _read(worker: _Worker, tasks, records, finished, reporter) -> bool:
-    """Take one message from ``worker``; True when it was the record of its task (it is free)."""
+def _read(worker: _Worker, tasks, keep, finished, reporter) -> bool:
+    """Take one message from ``worker``; True when it was the record of its task (it is free), given to ``keep``."""
     try:
         kind, *payload = worker.pipe.recv()
     except (EOFError, OSError):
@@ -175,7 +185,7 @@ def _read(worker: _Worker, tasks, records, finished, reporter) -> bool:
     if kind == "record":
         (record,) = payload
         task = tasks[worker.index]
-        records[(task.run_index, task.seed)] = record
+        keep((task.run_index, task.seed), record)
         finished.add(worker.index)
         return True
     handle_event((kind, *payload), reporter)
@@ -253,15 +263,34 @@ class PipeEvents:
             self.pipe.send(event)
 
 
+def adopt_environment(environment: dict) -> None:
+    """Make ``environment`` this process's own (a forked process has the one of its start)."""
+    if os.environ != environment:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+def become_child(events) -> None:
+    """What a forked process of ours undoes of its parent: signal handlers (the command's turn
+    SIGTERM into an exception; a worker is stopped by it) and vaebench's log handlers (they
+    write to the command's stderr; a child's log lines go to ``events``). It also stops when its
+    parent is gone."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    vaebench_log = logging.getLogger("vaebench")
+    for handler in list(vaebench_log.handlers):
+        vaebench_log.removeHandler(handler)
+    vaebench_log.addHandler(EventLogHandler(events))
+    vaebench_log.propagate = False
+    threading.Thread(target=_stop_with_parent, daemon=True).start()
+
+
 def _serve(pipe) -> None:
     """A worker process: runs the tasks the parent sends, each with the parent's environment, until it sends None."""
-    threading.Thread(target=_stop_with_parent, daemon=True).start()
     events = PipeEvents(pipe)
+    become_child(events)
     while (message := pipe.recv()) is not None:
         task, environment = message
-        if os.environ != environment:
-            os.environ.clear()
-            os.environ.update(environment)
+        adopt_environment(environment)
         events.put(("record", run_task(task, events)))
 
 

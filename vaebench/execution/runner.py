@@ -121,6 +121,7 @@ class Plan:
     plugin_args: dict = field(default_factory=dict)  # how the workers load the plugins the parent loaded
     trackers: tuple[str, ...] = ()  # the optional callbacks asked for (--tracker)
     executor: dict = field(default_factory=lambda: {"name": "local"})  # local, or ray with its address and resources
+    workers: object | None = None  # the command's WorkerManager (execution/worker_manager.py), where it started one
 
     def data_for(self, settings: RunSettings) -> ImageData:
         return self.data[_data_key(settings)]
@@ -194,7 +195,7 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
 
 
 def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False,
-         trackers: tuple[str, ...] = (), jobs: int = 1, executor: dict | None = None) -> Plan:
+         trackers: tuple[str, ...] = (), jobs: int = 1, executor: dict | None = None, workers=None) -> Plan:
     """Check every input (names, options, numbers, device, data, --out, trackers) before anything is trained."""
     out = check_out_dir(out)
     callbacks = callbacks_of(plugins, tuple(trackers))
@@ -237,7 +238,8 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
     except BaseException:
         lock.release()
         raise
-    return Plan(suite, out, resume, extend, runs, data, device, lock, callbacks, jobs, plugins.load_args, tuple(trackers), executor)
+    return Plan(suite, out, resume, extend, runs, data, device, lock, callbacks, jobs, plugins.load_args, tuple(trackers), executor,
+                workers)
 
 
 SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estimated up front
@@ -384,6 +386,8 @@ def _run_in_workers(p: Plan, todo: list[tuple[int, int]], reporter) -> dict[tupl
         from vaebench.execution.ray_executor import run_on_ray
 
         return run_on_ray(tasks, reporter, p.executor.get("address"), p.executor["gpus_per_run"])
+    if p.workers is not None:
+        return p.workers.run(tasks, p.jobs, reporter)
     return run_parallel(tasks, p.jobs, reporter)
 
 
