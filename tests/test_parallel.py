@@ -119,7 +119,7 @@ def test_the_commands_workers_start_with_the_runs_imports_and_the_commands_envir
         for seed in (0, 1):
             seen = json.loads((tmp_path / f"runs/{variant}/seed-{seed}/imports.json").read_text())
             assert seen["pid"] != process.pid  # a worker's
-            assert seen["imported"] == list(RUN_MODULES)
+            assert seen["imported"] == list(RUN_MODULES) and seen["frozen"] > 100_000  # the imports' objects
             assert seen["mark"] == f"plugins loaded first in process {process.pid}"
 
 
