@@ -65,6 +65,13 @@ def test_a_worker_that_dies_costs_only_its_own_run(tmp_path):
     assert "run crash seed 0 failed: its worker process died" in result.stderr
 
 
+def test_jobs_2_with_one_run_trains_it_in_the_command(tmp_path):
+    result = subprocess.run(cli(tmp_path, "--jobs", "2", "--seeds", "1", variants=("gaussian",)), env=env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert metrics_of(tmp_path, "gaussian", 0)["status"] == "ok"
+
+
 def test_jobs_must_be_a_positive_whole_number(tmp_path):
     result = subprocess.run(cli(tmp_path, "--jobs", "0"), env=env(), capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--jobs" in result.stderr

@@ -357,6 +357,8 @@ def execute(p: Plan, reporter=None) -> SweepResult:
         if (p.executor["name"] == "ray" and todo) or (p.jobs > 1 and len(todo) > 1):
             records = _run_in_workers(p, todo, reporter)
         else:
+            if p.workers is not None:
+                p.workers.close()  # one run or none: it trains here, and the manager's imports leave its cores
             records = {(i, seed): run_one(p, p.runs[i], seed, run_dir_of(p.out, p.runs[i].spec.name, seed), reporter) for i, seed in todo}
         for index, seed in todo:
             name, record = p.runs[index].spec.name, records[(index, seed)]

@@ -45,7 +45,10 @@ class WorkerManager:
 
     def run(self, tasks: list[Task], jobs: int, reporter) -> dict[tuple[int, int], dict]:
         """Run ``tasks`` in at most ``jobs`` workers; return each task's record by (run index, seed)."""
-        self.pipe.send((tasks, jobs, dict(os.environ)))
+        try:
+            self.pipe.send((tasks, jobs, dict(os.environ)))
+        except OSError:
+            pass  # the manager is gone; its sentinel says so below
         import_pyplot()  # for the combined figures at the end, now while the manager imports (--jobs 1 has it from its runs)
         records: dict[tuple[int, int], dict] = {}
         try:
