@@ -137,8 +137,10 @@ def _stopped(pids) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_an_interrupted_parallel_suite_stops_every_process_with_one_line(tmp_path, how):
+    # as from a terminal: SIGINT at its default, whatever this test runner inherited (nohup, a background job ignore it)
     process = subprocess.Popen(cli(tmp_path, "--jobs", "2", epochs=400), env=env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = [tmp_path / f"runs/{v}/seed-{s}/checkpoint.pt" for v in ("gaussian", "bernoulli-sfe") for s in (0, 1)]
     while sum(c.exists() for c in checkpoints) < 2 and process.poll() is None:  # both workers are training
         time.sleep(0.05)
