@@ -229,7 +229,7 @@ def cmd_run(args, plugins) -> int:
         raise UsageError("--jobs is for --executor local; Ray schedules runs by --cpus-per-run and --gpus-per-run")
     executor = {"name": args.executor, "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
     checked = plan(suite, plugins, out, resume=args.resume, extend=args.extend, trackers=tuple(args.tracker), jobs=args.jobs,
-                   executor=executor, workers=getattr(args, "worker_manager", None))
+                   executor=executor, workers=args.worker_manager)
     with make_reporter(quiet=args.quiet) as reporter:
         result = execute(checked, reporter)
     console = _console()
@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "jobs", 1) > 1 and getattr(args, "executor", "local") == "local":
             from vaebench.execution.worker_manager import start_worker_manager
 
-            manager = args.worker_manager = start_worker_manager()  # it imports the runs' libraries beside the checks below
+            manager = start_worker_manager()  # it imports the runs' libraries beside the checks below
+        args.worker_manager = manager
 
         plugins = load_plugins(strict=args.strict, modules=args.plugin_modules, disable=args.disabled_plugins)
         return COMMANDS[args.command](args, plugins)

@@ -276,12 +276,18 @@ def become_child(events) -> None:
     write to the command's stderr; a child's log lines go to ``events``). It also stops when its
     parent is gone."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    log_to(events)
+    threading.Thread(target=_stop_with_parent, daemon=True).start()
+
+
+def log_to(events) -> None:
+    """vaebench's log lines in this process go to ``events`` only (a worker's or the manager's
+    process is ours: whatever handlers it inherited or had from an earlier task are dropped)."""
     vaebench_log = logging.getLogger("vaebench")
     for handler in list(vaebench_log.handlers):
         vaebench_log.removeHandler(handler)
     vaebench_log.addHandler(EventLogHandler(events))
     vaebench_log.propagate = False
-    threading.Thread(target=_stop_with_parent, daemon=True).start()
 
 
 def _serve(pipe) -> None:
@@ -302,10 +308,7 @@ def run_task(task: Task, events) -> dict:
 
     keep_freed_memory()
     torch.set_num_threads(task.threads)
-    vaebench_log = logging.getLogger("vaebench")
-    if not any(isinstance(h, EventLogHandler) for h in vaebench_log.handlers):
-        vaebench_log.addHandler(EventLogHandler(events))
-    vaebench_log.propagate = False
+    log_to(events)
     logging.getLogger("vaebench.plugins").setLevel(logging.ERROR)  # the parent reported the plugins already
 
     from vaebench.execution.records import run_dir_of

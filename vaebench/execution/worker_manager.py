@@ -10,11 +10,10 @@ runs a tensor operation, forks one manager process. The manager imports the run'
 and checks the suite, then takes the suite's tasks and runs them with
 :func:`~vaebench.execution.parallel.run_parallel`, its workers forked from itself: each
 starts with every import done, and those objects frozen (:func:`gc.freeze`, as Python's
-documentation advises before a fork without exec), so that a worker's full garbage
-collections, which otherwise walk all of them (about 0.25 s each), skip them. Everything else
-is as ``run_parallel`` does it in the command: one task at a time per worker, a dead worker
-costs only its run, the parent's environment goes with the tasks. The manager sends every
-event and record back over its pipe.
+documentation advises before a fork without exec), so that a worker's garbage collections
+skip them and leave their pages shared. Everything else is as ``run_parallel`` does it in
+the command: one task at a time per worker, a dead worker costs only its run, the parent's
+environment goes with the tasks. The manager sends every event and record back over its pipe.
 
 If the command is killed, the manager notices (its parent's sentinel) and exits, and then
 its workers notice theirs. On Ctrl-C or SIGTERM the command stops the manager, which stops
@@ -105,7 +104,7 @@ def _manage(pipe) -> None:
     become_child(events)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the command, which stops the manager
     import_run_modules()
-    gc.freeze()  # the imports' half a million objects: the workers' collections skip them and leave their pages shared
+    gc.freeze()  # the imports' objects: the workers' collections skip them and leave their pages shared
     try:
         message = pipe.recv()
     except EOFError:  # the command ended without a suite for it
