@@ -250,3 +250,24 @@ def test_conditional_neg_elbo_bounds_the_marginal_like_every_row(all_variants):
     assert m["is_proposal"] == "q(z|x,y)"
     config = json.loads((all_variants / "runs/conditional/seed-0/config.json").read_text())
     assert "encoder and decoder get onehot(y)" in config["note"] and "beta = 10" in config["note"]
+
+
+def test_glorot_init_is_burda_et_al_s():
+    """--init glorot: Glorot-uniform weights, zero biases, the decoder's output bias at logit(mean image)."""
+    from vaebench.distributions import StandardNormalPrior
+    from vaebench.models import GaussianVAE, glorot_init
+
+    torch.manual_seed(0)
+    model = GaussianVAE(64, (200, 200), 50, StandardNormalPrior(50), activation="tanh")
+    mean = torch.rand(64) * 0.998 + 0.001
+    mean[0] = 0.0  # clipped to 0.001, as their code clips
+    glorot_init(model, mean)
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    for layer in linears:
+        bound = (6 / (layer.in_features + layer.out_features)) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+    output = linears[-1]
+    assert all(not layer.bias.detach().any() for layer in linears[:-1])
+    expected = torch.log(mean.clamp(0.001, 0.999) / (1 - mean.clamp(0.001, 0.999)))
+    assert torch.allclose(output.bias, expected, atol=1e-5)
+    assert torch.allclose(torch.sigmoid(model.decode(torch.zeros(1, 50)))[0], mean.clamp(0.001, 0.999), atol=1e-5)

@@ -147,3 +147,22 @@ def proposal_of(model, x: Tensor, y: Tensor | None = None, index: Tensor | None 
     """``model.proposal`` where the model has one (every :class:`LatentVariableModel`), else its posterior."""
     proposal = getattr(model, "proposal", None)
     return proposal(x, y, index) if proposal is not None else model.posterior(x, y, index)
+
+
+def glorot_init(model: nn.Module, train_mean: Tensor) -> None:
+    """Burda et al. 2016's initialisation (their code's ``Linear.random``): every ``nn.Linear``
+    Glorot-uniform with zero biases, and the decoder's output bias at the logit of the
+    training images' mean (clipped to [0.001, 0.999]), so that the first decoded images
+    are the average image. The output layer is the last ``nn.Linear`` of ``model.decoder``
+    whose width is the image's; a model without one keeps its output bias at zero."""
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module) is nn.Linear:
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    module.bias.zero_()
+        decoder = getattr(model, "decoder", None)
+        outputs = [m for m in decoder.modules() if type(m) is nn.Linear] if isinstance(decoder, nn.Module) else []
+        if outputs and outputs[-1].out_features == train_mean.numel() and outputs[-1].bias is not None:
+            mean = train_mean.clamp(0.001, 0.999)
+            outputs[-1].bias.copy_(torch.log(mean) - torch.log1p(-mean))

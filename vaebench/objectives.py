@@ -82,7 +82,14 @@ def _logs(parts: ElboParts, **extra: Tensor | float) -> dict[str, Tensor]:
 
 
 class Objective:
-    """Base class; stateful objectives override ``state_dict`` / ``load_state_dict``."""
+    """Base class; stateful objectives override ``state_dict`` / ``load_state_dict``.
+
+    ``compiles = False`` keeps an objective off the compiled training step
+    (:mod:`vaebench.fast.train_step`): set it when ``__call__`` updates Python-side state
+    each step, which a compiled graph would not repeat.
+    """
+
+    compiles: bool = True
 
     def __call__(self, model, batch: Batch, progress: Progress) -> Terms:
         raise NotImplementedError
@@ -204,7 +211,10 @@ class ScoreFunctionELBO(Objective):
     reconstruction and the encoder (log p(x|z) - b) * grad log q(z|x) plus the
     exact KL's gradient. The baseline b is the running average of the batch
     reconstruction term over all previous updates (reference 000), starting at 0.
+    It trains on the eager step: the baseline is updated in place after every step.
     """
+
+    compiles = False
 
     def __init__(self):
         self.baseline = torch.zeros(())

@@ -70,11 +70,16 @@ class RunSettings(BaseModel):
     # --- networks
     hidden: PositiveInts = setting((400,), "hidden layer widths of encoder and decoder (mirrored), e.g. 400 or 512,256", "comma-separated positive widths", flag_metavar="W[,W...]")
     activation: Literal["relu", "tanh"] = setting("relu", "nonlinearity between hidden layers", "relu or tanh")
+    init: Literal["torch", "glorot"] = setting(
+        "torch", "weights: PyTorch's default, or Glorot-uniform, output bias at logit(mean image) (Burda et al. 2016's code)", "torch or glorot"
+    )
     latent_dim: int = setting(20, "size of the continuous latent", "a positive whole number", gt=0)
     likelihood: Literal["bernoulli", "gaussian"] = setting("bernoulli", "pixel likelihood p(x|z)", "bernoulli or gaussian")
     # --- optimisation
     optimizer: Literal["adam", "adamax", "sgd"] = setting("adam", "optimizer", "adam, adamax or sgd")
     lr: float = setting(1e-3, "learning rate", "a finite positive number", gt=0)
+    adam_beta1: float = setting(0.9, "Adam's beta1 (Burda et al. 2016's code: 0.99; beta2 is 0.999)", "a number in [0, 1)", ge=0, lt=1)
+    adam_eps: float = setting(1e-8, "Adam's epsilon (Burda et al. 2016: 1e-4)", "a finite positive number", gt=0)
     lr_milestones: PositiveInts = setting((), "epochs after which the learning rate is multiplied by --lr-gamma (a step schedule)", "comma-separated positive epochs, increasing", flag_metavar="E[,E...]")
     lr_gamma: float = setting(0.1, "factor of the step schedule", "a number in (0, 1]", gt=0, le=1)
     batch_size: int = setting(128, "training batch size", "a positive whole number", gt=0)
@@ -88,8 +93,12 @@ class RunSettings(BaseModel):
     is_precision: Literal["float32", "bfloat16"] = setting("float32", "the decoder's arithmetic inside IS-NLL (bfloat16 is faster where supported)", "float32 or bfloat16")
     # --- execution
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "where to train: auto picks CUDA when present", "auto, cpu or cuda", identity=False)
+    train_step: Literal["auto", "compiled", "eager"] = setting(
+        "auto", "training step: one compiled graph (objective, gradients, Adam), eager, or auto (compiled from 100,000 steps)",
+        "auto, compiled or eager", identity=False,
+    )
 
-    @field_validator("lr", "seconds", "lr_gamma")
+    @field_validator("lr", "seconds", "lr_gamma", "adam_eps")
     @classmethod
     def _finite(cls, value):
         if value is not None and not math.isfinite(value):

@@ -53,6 +53,7 @@ from vaebench.reporting.leaderboard import leaderboard, run_records, write_leade
 from vaebench.settings import RunSettings
 from vaebench.suite import RunSpec, Suite, resolve_device
 from vaebench.components import split_run_options
+from vaebench.models import glorot_init
 from vaebench.variant import BuildContext, count_parameters
 
 log = logging.getLogger("vaebench.runner")
@@ -191,7 +192,10 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
                   epochs=settings.epochs_resolved, dataset=data.name)
     prior = run.prior.build(BuildContext(options=run.options[run.prior.name], **common)) if run.prior else None
     objective = run.objective.build(BuildContext(options=run.options[run.objective.name], **common)) if run.objective else None
-    return run.variant.build(BuildContext(options=run.options[run.variant.name], prior=prior, objective=objective, **common))
+    recipe = run.variant.build(BuildContext(options=run.options[run.variant.name], prior=prior, objective=objective, **common))
+    if settings.init == "glorot":
+        glorot_init(recipe.model, data.train.x.mean(dim=0))
+    return recipe
 
 
 def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False,
@@ -470,7 +474,8 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
             recipe, data, budget=budget, batch_size=settings.batch_size, lr=settings.lr, optimizer=settings.optimizer,
             seed=seed, device=p.device, run_dir=run_dir, run_name=run_name, reporter=reporter, patience=settings.patience,
             resume=resume, select_epoch=settings.select_epoch, lr_milestones=settings.lr_milestones, lr_gamma=settings.lr_gamma,
-            callbacks=p.callbacks, run_info=info,
+            callbacks=p.callbacks, run_info=info, adam_beta1=settings.adam_beta1, adam_eps=settings.adam_eps,
+            train_step=settings.train_step,
         )
         history = pd.DataFrame(training.history)
         write_atomic(run_dir / HISTORY_FILE, lambda tmp: history.to_csv(tmp, index=False))

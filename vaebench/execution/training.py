@@ -27,6 +27,7 @@ from torch import Tensor
 from vaebench.atomic import load_torch, save_torch
 from vaebench.data import ImageData
 from vaebench.errors import TrainingFailure
+from vaebench.fast.train_step import RecordingProgress, StepPath
 from vaebench.objectives import Batch
 from vaebench.schedules import Progress
 from vaebench.errors import UsageError
@@ -74,11 +75,15 @@ class TrainingResult:
     selected_epoch: int | None = None  # the epoch whose weights the model holds now
     steps_run: int = 0
     extra: dict = field(default_factory=dict)
+    step_path: object = None  # vaebench.fast.train_step.StepPath: which training step ran, and why
 
     def received(self) -> dict:
         """The budget the run actually received, in every unit."""
-        return {"epochs_run": self.epochs_run, "steps_run": self.steps_run, "train_seconds": self.train_seconds,
-                "images_seen": self.train_images}
+        received = {"epochs_run": self.epochs_run, "steps_run": self.steps_run, "train_seconds": self.train_seconds,
+                    "images_seen": self.train_images}
+        if self.step_path is not None:
+            received.update(train_step=self.step_path.name, train_step_reason=self.step_path.reason)
+        return received
 
     @property
     def images_per_s(self) -> float:
@@ -190,13 +195,14 @@ def default_param_groups(model: torch.nn.Module) -> Callable[[float], list[dict]
 OPTIMIZERS = ("adam", "adamax", "sgd")
 
 
-def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
+def make_optimizer(name: str, groups: list[dict], beta1: float = 0.9, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """The optimizer ``name`` over ``groups``; ``beta1`` and ``eps`` are Adam's and Adamax's (beta2 stays 0.999)."""
     # fused: one kernel updates every parameter (CPU and CUDA); the per-parameter
     # loop is a large share of a small model's training step on the CPU.
     if name == "adam":
-        return torch.optim.Adam(groups, fused=True)
+        return torch.optim.Adam(groups, betas=(beta1, 0.999), eps=eps, fused=True)
     if name == "adamax":
-        return torch.optim.Adamax(groups, foreach=True)
+        return torch.optim.Adamax(groups, betas=(beta1, 0.999), eps=eps, foreach=True)
     if name == "sgd":
         return torch.optim.SGD(groups, momentum=0.9, fused=True)
     raise UsageError(f"unknown optimizer '{name}'; choose {', '.join(OPTIMIZERS)}")
@@ -242,6 +248,9 @@ def train(
     lr_gamma: float = 0.1,
     callbacks: tuple = (),
     run_info: dict | None = None,
+    adam_beta1: float = 0.9,
+    adam_eps: float = 1e-8,
+    train_step: str = "auto",
 ) -> TrainingResult:
     """Train ``recipe`` on ``data.train``; raise :class:`TrainingFailure` on a non-finite term.
 
@@ -251,7 +260,10 @@ def train(
     restored at the end, and ``patience`` stops training after that many epochs without
     improvement. ``"last"`` keeps the last epoch's weights. ``lr_milestones`` (epochs)
     and ``lr_gamma`` give a step schedule of the learning rate. Each callback's
-    ``on_epoch_end(run_info, record)`` is called after every epoch.
+    ``on_epoch_end(run_info, record)`` is called after every epoch. ``train_step``
+    (auto, compiled or eager) picks the step's path (:mod:`vaebench.fast.train_step`);
+    a full batch takes the compiled step when the run allows it, a partial last batch
+    the eager one, and the path a run used is kept in its checkpoint for ``resume``.
     """
     if isinstance(budget, int):
         budget = Budget(epochs=budget)
@@ -267,7 +279,7 @@ def train(
     if hasattr(objective, "to"):
         objective = objective.to(device)
     groups = (recipe.param_groups or default_param_groups(model))(lr)
-    opt = make_optimizer(optimizer, groups)
+    opt = make_optimizer(optimizer, groups, adam_beta1, adam_eps)
     schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(lr_milestones), gamma=lr_gamma) if lr_milestones else None
     generator = torch.Generator(device=device).manual_seed(seed)
 
@@ -276,6 +288,7 @@ def train(
     max_epochs = budget.max_epochs(steps_per_epoch)
     total_steps = budget.steps if budget.steps is not None else (max_epochs * steps_per_epoch if max_epochs else None)
     history: list[dict] = []
+    recorded_path = None
     start_epoch, best, best_epoch, best_state, waited = 0, math.inf, None, None, 0
     train_seconds, train_images, steps_run = 0.0, 0, 0
     checkpoint_path = Path(run_dir) / CHECKPOINT
@@ -295,7 +308,10 @@ def train(
         best_state = ckpt.get("best_state")
         train_seconds, train_images = float(ckpt["train_seconds"]), int(ckpt["train_images"])
         steps_run = int(ckpt.get("steps_run", start_epoch * steps_per_epoch))
+        recorded_path = ckpt.get("step_path", "eager")  # checkpoints from before the compiled step were eager
     resumed_from = start_epoch
+    path, compiled_step, probe_pending = _choose_step(train_step, model, opt, objective, recipe.grad_clip, device, total_steps, budget,
+                                                      recorded_path if resumed_from else None)
 
     clip = gradient_clipper(model, recipe.grad_clip)
     reporter.start(run_name, max_epochs)
@@ -333,16 +349,30 @@ def train(
             else:
                 fraction = None
             progress = Progress(epoch, step, steps_per_epoch, max_epochs or epoch + 1, total_steps=total_steps, time_fraction=fraction)
-            terms = objective(model, Batch(x, y, index), progress)
-            opt.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if clip is not None:
-                clip()
-            opt.step()
-            log.add(step, {"loss": terms.loss.detach(), **terms.logs})
+            out = compiled_step(x, y, index, progress) if compiled_step is not None and not probe_pending and len(index) == batch_size else None
+            if out is None:
+                if compiled_step is not None:
+                    compiled_step.sync_out()  # the eager step reads and writes the model and the optimizer
+                    if compiled_step.failed is not None:
+                        path, compiled_step = StepPath("eager", f"compiling failed: {compiled_step.failed}"), None
+                seen = RecordingProgress(progress) if probe_pending else progress
+                terms = objective(model, Batch(x, y, index), seen)
+                opt.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                if clip is not None:
+                    clip()
+                opt.step()
+                if probe_pending:
+                    probe_pending = False
+                    if seen.read:
+                        path, compiled_step = StepPath("eager", f"the objective reads the training progress ({seen.read[0]}): a schedule"), None
+                out = terms.loss.detach(), terms.logs
+            log.add(step, {"loss": out[0], **out[1]})
             done += 1
             steps_run += 1
             images += len(index)
+        if compiled_step is not None:
+            compiled_step.sync_out()  # validation, callbacks and the checkpoint see the model and the optimizer
         names, table = log.read(done)  # the epoch's one host synchronisation
         seconds = time.perf_counter() - t0
         train_seconds += seconds
@@ -396,6 +426,7 @@ def train(
                 "train_seconds": train_seconds,
                 "train_images": train_images,
                 "steps_run": steps_run,
+                "step_path": path.name,
             },
         )
         epoch += 1
@@ -411,7 +442,29 @@ def train(
         resumed_from_epoch=resumed_from,
         selected_epoch=best_epoch if keep_best and best_state is not None else len(history) - 1,
         steps_run=steps_run,
+        step_path=path,
     )
+
+
+def _choose_step(requested: str, model, opt, objective, grad_clip, device, total_steps, budget: Budget, recorded: str | None):
+    """(path, the compiled step or None, whether its first step probes the objective eagerly).
+
+    A resumed run keeps the path its checkpoint records, so that it continues bit-identically;
+    a fresh run's first step is eager and records whether the objective reads the progress.
+    """
+    from vaebench.fast.train_step import CompiledAdamStep, step_path
+
+    path = step_path(requested, optimizer=opt, objective=objective, grad_clip=grad_clip, device=device,
+                     total_steps=total_steps, seconds=budget.seconds)
+    if recorded == "eager" and path.name == "compiled":
+        path = StepPath("eager", "the run's checkpoint was trained eagerly")
+    if path.name != "compiled":
+        return path, None, False
+    try:
+        step = CompiledAdamStep(model, objective, opt)
+    except ValueError as error:
+        return StepPath("eager", str(error)), None, False
+    return path, step, recorded is None
 
 
 def sync(device: torch.device) -> None:
