@@ -393,3 +393,23 @@ def test_rich_progress_prints_each_runs_status():
             reporter.finish(run, status)
     text = console.file.getvalue()
     assert "gaussian seed 0 [ok]" in text and "exploding seed 0 [failed]" in text
+
+
+def test_resumed_run_eta_times_only_this_process_epochs(monkeypatch):
+    """A run resumed at epoch 1000 of 2000 replays its history instantly; its ETA comes from the
+    epochs trained since, not from 1000 epochs that seem to have taken no time."""
+    import io
+
+    from vaebench.reporting import progress
+
+    clock = iter([0.0, 0.0, 10.0, 20.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    stream = io.StringIO()
+    reporter = progress.PlainReporter(stream, interval=0.0)
+    reporter.start("run", 2000)
+    reporter.epoch("run", {"epoch": 999, "loss": 1.0, "resumed": True})
+    reporter.epoch("run", {"epoch": 1000, "loss": 1.0})  # 10 s after the replay: 10 s an epoch, 999 to go
+    reporter.epoch("run", {"epoch": 1001, "loss": 1.0})  # 20 s for 2 epochs, 998 to go
+    lines = stream.getvalue().splitlines()
+    assert lines[-2].endswith("ETA 9990 s"), lines
+    assert lines[-1].endswith("ETA 9980 s"), lines

@@ -37,6 +37,9 @@ CHECKPOINT = "checkpoint.pt"
 
 
 class Reporter(Protocol):
+    """Progress of training runs. ``epoch`` gets each epoch's history record; a resumed run first
+    replays its earlier epochs, each with ``"resumed": True``."""
+
     def start(self, run: str, epochs: int | None) -> None: ...
     def epoch(self, run: str, record: dict) -> None: ...
     def stage(self, run: str, text: str) -> None: ...
@@ -316,7 +319,7 @@ def train(
     clip = gradient_clipper(model, recipe.grad_clip)
     reporter.start(run_name, max_epochs)
     for record in history:
-        reporter.epoch(run_name, record)
+        reporter.epoch(run_name, {**record, "resumed": True})  # trained before this process: no rate to time
     model.train()
     stopped_early = False
     epoch = start_epoch

@@ -80,6 +80,7 @@ class PlainReporter:
         self.started: dict[str, float] = {}
         self.epochs: dict[str, int | None] = {}
         self.last: dict[str, float] = {}
+        self.resumed_at: dict[str, int] = {}  # epochs a resumed run had before this process
 
     def __enter__(self):
         return self
@@ -98,12 +99,15 @@ class PlainReporter:
         now = time.monotonic()
         total = self.epochs.get(run)
         done = record["epoch"] + 1
+        if record.get("resumed"):
+            self.started[run], self.resumed_at[run] = now, done  # the ETA times this process's epochs only
         last_epoch = total is not None and done >= total
         if now - self.last.get(run, 0.0) < self.interval and not last_epoch and done > 1:
             return
         self.last[run] = now
         elapsed = now - self.started.get(run, now)
-        eta = f", ETA {elapsed / done * (total - done):.0f} s" if total and done < total else ""
+        live = done - self.resumed_at.get(run, 0)
+        eta = f", ETA {elapsed / live * (total - done):.0f} s" if total and done < total and live > 0 else ""
         rate = record.get("train_images_per_s", float("nan"))
         self._say(f"{run}: epoch {done}{f'/{total}' if total else ''} loss {record.get('loss', float('nan')):.3f}, {rate:,.0f} images/s{eta}")
 
