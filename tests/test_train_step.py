@@ -65,6 +65,10 @@ def test_compiled_step_leaves_an_ordinary_adam_state(digits, tmp_path):
 def test_resume_on_the_compiled_path_is_bit_identical(digits, tmp_path, compiled_and_eager):
     (whole, whole_model), _ = compiled_and_eager
     first, _ = _train(digits, tmp_path, "compiled", epochs=2)
+    # as in a fresh process: nothing traced, torch.distributions' KL dispatch cache empty (a resumed
+    # run's first step is compiled at once, with no eager step before it to fill that cache)
+    torch._dynamo.reset()
+    torch.distributions.kl._KL_MEMOIZE.clear()
     resumed, resumed_model = _train(digits, tmp_path, "compiled", epochs=4, resume=True)
     assert first.step_path.name == resumed.step_path.name == "compiled"
     assert resumed.resumed_from_epoch == 2

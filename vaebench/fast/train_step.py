@@ -156,6 +156,7 @@ class CompiledAdamStep:
         self.steps = 0
         self.active = False  # whether the flat buffers, not the model and optimizer, hold the truth
         self.failed: str | None = None
+        self.warmed = False  # whether the objective has run eagerly in this process (see _warm_up)
         self.compiled = torch.compile(self._program(), fullgraph=True, options=INDUCTOR_OPTIONS)
 
     # --- moving state between the model/optimizer and the flat buffers
@@ -224,10 +225,28 @@ class CompiledAdamStep:
 
         return step
 
+    def _warm_up(self, x: Tensor, y: Tensor, index: Tensor, progress) -> None:
+        """Run the objective once eagerly, without gradients, leaving the random state as it was.
+
+        Python caches the objective fills on its first call are then filled outside the
+        trace: ``torch.distributions``' KL dispatch picks its rule with ``min`` over a
+        generator on a cache miss, which Dynamo cannot trace. A fresh run's first step is
+        eager anyway; a resumed run's first step would otherwise compile against a cold cache.
+        """
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            buffers = [(b, b.clone()) for b in self.call.buffers()]  # running statistics stay as they were
+            self.call(x, y, index, progress)
+            for buffer, value in buffers:
+                buffer.copy_(value)
+        self.warmed = True
+
     def __call__(self, x: Tensor, y: Tensor, index: Tensor, progress) -> tuple[Tensor, dict] | None:
         """Take one step; ``(loss, logs)``, or ``None`` when compiling failed (the caller steps eagerly)."""
         if self.failed is not None:
             return None
+        if not self.warmed:
+            self._warm_up(x, y, index, progress)
         if not self.active:
             self.sync_in()
         group = self.optimizer.param_groups[0]
