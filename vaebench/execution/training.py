@@ -27,7 +27,7 @@ from torch import Tensor
 from vaebench.atomic import load_torch, save_torch
 from vaebench.data import ImageData
 from vaebench.errors import TrainingFailure
-from vaebench.fast.train_step import RecordingProgress, StepPath
+from vaebench.fast.train_step import CompiledAdamStep, RecordingProgress, StepPath, step_path
 from vaebench.objectives import Batch
 from vaebench.schedules import Progress
 from vaebench.errors import UsageError
@@ -455,8 +455,6 @@ def _choose_step(requested: str, model, opt, objective, grad_clip, device, total
     A resumed run keeps the path its checkpoint records, so that it continues bit-identically;
     a fresh run's first step is eager and records whether the objective reads the progress.
     """
-    from vaebench.fast.train_step import CompiledAdamStep, step_path
-
     path = step_path(requested, optimizer=opt, objective=objective, grad_clip=grad_clip, device=device,
                      total_steps=total_steps, seconds=budget.seconds)
     if recorded == "eager" and path.name == "compiled":
