@@ -77,6 +77,20 @@ def test_resume_on_the_compiled_path_is_bit_identical(digits, tmp_path, compiled
         assert torch.equal(a, b)
 
 
+def test_an_eager_checkpoint_stays_eager_unless_compiled_is_asked_for(digits, tmp_path, monkeypatch, compiled_and_eager):
+    """``auto`` keeps a resumed run on its recorded path; ``--train-step compiled`` moves it, and each epoch says which trained it."""
+    _, (whole, _) = compiled_and_eager
+    _train(digits, tmp_path, "eager", epochs=2)
+    monkeypatch.setattr(fast_step, "AUTO_MIN_STEPS", 1)  # auto would compile this run, were it fresh
+    kept, _ = _train(digits, tmp_path, "auto", epochs=3, resume=True)
+    assert kept.step_path.name == "eager" and "trained eagerly" in kept.step_path.reason
+    switched, _ = _train(digits, tmp_path, "compiled", epochs=4, resume=True)
+    assert switched.step_path.name == "compiled" and "resumed an eagerly trained checkpoint" in switched.step_path.reason
+    assert [h["train_step"] for h in switched.history] == ["eager", "eager", "eager", "compiled"]
+    for a, b in zip(switched.history, whole.history):  # the same run, to float32 rounding
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["epoch"]
+
+
 def test_a_failed_compile_falls_back_to_the_eager_numbers(digits, tmp_path, monkeypatch, compiled_and_eager):
     _, (eager, eager_model) = compiled_and_eager
 

@@ -392,6 +392,7 @@ def train(
         record["train_seconds"] = seconds
         record["train_images_per_s"] = images / seconds if seconds > 0 else float("nan")
         record["lr"] = opt.param_groups[0]["lr"]
+        record["train_step"] = path.name
         if validation is not None:
             score = record[validation.name] = validation(model, data)
             model.train()
@@ -452,20 +453,26 @@ def train(
 def _choose_step(requested: str, model, opt, objective, grad_clip, device, total_steps, budget: Budget, recorded: str | None):
     """(path, the compiled step or None, whether its first step probes the objective eagerly).
 
-    A resumed run keeps the path its checkpoint records, so that it continues bit-identically;
-    a fresh run's first step is eager and records whether the objective reads the progress.
+    A resumed run keeps the path its checkpoint records, so that it continues bit-identically,
+    except that ``--train-step compiled`` moves an eagerly trained run onto the compiled step
+    (the numbers then agree to float32 rounding, not bit for bit); each epoch's record says
+    which path trained it. A fresh or switched run's first step is eager and records whether
+    the objective reads the progress.
     """
     path = step_path(requested, optimizer=opt, objective=objective, grad_clip=grad_clip, device=device,
                      total_steps=total_steps, seconds=budget.seconds)
-    if recorded == "eager" and path.name == "compiled":
-        path = StepPath("eager", "the run's checkpoint was trained eagerly")
+    switched = recorded == "eager" and path.name == "compiled"
+    if switched and requested != "compiled":
+        path = StepPath("eager", "the run's checkpoint was trained eagerly (--train-step compiled switches it)")
+    elif switched:
+        path = StepPath("compiled", "resumed an eagerly trained checkpoint; --train-step compiled from there on")
     if path.name != "compiled":
         return path, None, False
     try:
         step = CompiledAdamStep(model, objective, opt)
     except ValueError as error:
         return StepPath("eager", str(error)), None, False
-    return path, step, recorded is None
+    return path, step, recorded is None or switched  # a switched run probes the objective again
 
 
 def sync(device: torch.device) -> None:
