@@ -58,17 +58,10 @@ def test_active_units_and_kl_per_dimension_see_the_ignored_half(tmp_path):
     assert values["category_perplexity"] is None and "no discrete latent" in values["category_perplexity_na"]
 
 
-def test_mutual_information_matches_the_closed_form_of_a_linear_gaussian_encoder(tmp_path):
-    # x ~ N(0, I), q(z|x) = N(a x, s^2) per used dimension: q(z) = N(0, a^2 + s^2), so
-    # I(x; z) = used/2 * log((a^2 + s^2) / s^2); the ignored dimensions add nothing
-    torch.manual_seed(1)
+def test_an_encoder_that_ignores_x_has_no_active_units(tmp_path):
     x = torch.randn(2000, 4)
-    model = LinearEncoder(dim=4, used=2, a=1.0, s=1.0)
-    values = LatentUsage()(context(model, x, tmp_path))
-    assert values["mutual_info"] == pytest.approx(2 / 2 * math.log(2.0), abs=0.05)
-    assert values["mutual_info_images"] == 2000
-    ignoring = LatentUsage()(context(LinearEncoder(dim=4, used=0), x, tmp_path))
-    assert abs(ignoring["mutual_info"]) < 0.01 and ignoring["active_units"] == 0
+    assert LatentUsage()(context(LinearEncoder(dim=4, used=0), x, tmp_path))["active_units"] == 0
+    assert LatentUsage()(context(LinearEncoder(dim=4, used=2, a=1.0, s=1.0), x, tmp_path))["active_units"] == 2
 
 
 def test_category_perplexity_counts_the_categories_in_use(tmp_path):
@@ -86,7 +79,5 @@ def test_latent_usage_reaches_the_leaderboard_for_every_builtin_kind_of_latent(t
     assert 0 <= gaussian["active_units"] <= 4 and len(gaussian["kl_per_dim"]) == 4
     assert 1 <= gumbel["category_perplexity"] <= 4 + 1e-9 and len(gumbel["kl_per_dim"]) == 4
     assert mog["kl_per_dim"] is None and "not a product of Gaussians" in mog["kl_per_dim_na"]
-    for m in (gaussian, gumbel, mog):
-        assert 0 <= m["mutual_info"] <= math.log(m["mutual_info_images"]) + 0.05
     board = (tmp_path / "leaderboard.csv").read_text()
-    assert "active_units" in board and "mutual_info" in board
+    assert "active_units" in board and "mutual_info" not in board  # pinned at log N: not a column

@@ -160,6 +160,27 @@ def test_evaluate_recomputes_saved_runs_without_retraining_and_keeps_the_old_val
     assert metrics_of(tmp_path, "gaussian") == after and metrics_of(tmp_path, "ae-gmm")["is_samples"] == 40
 
 
+def test_evaluate_leaves_every_training_measurement_as_training_measured_it(tmp_path):
+    """Re-evaluating a finished run never changes a training column; the time columns add up."""
+    from vaebench.execution.runner import TRAINING_FIELDS
+
+    run_tiny(tmp_path, ["gaussian"], epochs=2, metrics=["elbo", "throughput"])
+    trained = metrics_of(tmp_path, "gaussian")
+    assert trained["train_images_per_s"] > 0 and trained["images_seen"] == 2 * trained["n_train"]
+    assert trained["steps_run"] == 2 * -(-trained["n_train"] // trained["batch_size"]) and trained["peak_memory_mb"] > 0
+    assert trained["train_wall_seconds"] >= trained["train_seconds"] > 0
+    assert trained["wall_seconds"] == pytest.approx(trained["train_wall_seconds"] + trained["eval_seconds"])
+    for metrics in ("elbo,throughput", "is_nll"):  # the metric that reports training again, and another one
+        assert main(["evaluate", str(tmp_path), "-q", "--metrics", metrics]) == 0
+        again = metrics_of(tmp_path, "gaussian")
+        for name in TRAINING_FIELDS:
+            assert again.get(name) == trained.get(name), (metrics, name)
+        assert again["wall_seconds"] == pytest.approx(again["train_wall_seconds"] + again["eval_seconds"])
+        assert again["wall_seconds"] >= again["train_seconds"] + again["eval_seconds"]
+    board = pd.read_csv(tmp_path / "leaderboard.csv").set_index("run")
+    assert board.loc["gaussian", "train_images_per_s"] == pytest.approx(trained["train_images_per_s"])
+
+
 def test_evaluate_refuses_what_it_cannot_do(tmp_path, capsys):
     run_tiny(tmp_path, ["gaussian"], epochs=1, metrics=["elbo"])
     assert main(["evaluate", str(tmp_path), "--is-samples", "0"]) == 2

@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="rebuild the leaderboard of an --out folder from its run folders")
     board.add_argument("dir", type=Path)
     board.add_argument("--format", default="table", choices=["table", "md", "csv", "json"])
+    board.add_argument("--write", action="store_true",
+                       help="also write DIR/leaderboard.{csv,md,json} and DIR/figures (after editing or repairing run records)")
     report = sub.add_parser("report", help="write OUT/report.html: sortable leaderboard, pictures, settings, plugin versions")
     report.add_argument("dir", type=Path, metavar="OUT", help="the --out folder of a vaebench run")
     return parser
@@ -329,9 +331,14 @@ def cmd_plugins(args, plugins) -> int:
 
 
 def cmd_leaderboard(args, plugins) -> int:
-    from vaebench.reporting.leaderboard import board_json, rebuild, rich_table, to_markdown
+    from vaebench.reporting.leaderboard import board_json, rebuild, rich_table, to_markdown, write_leaderboard
 
     board = rebuild(args.dir)
+    if args.write:
+        from vaebench.reporting.figures import all_figures
+
+        write_leaderboard(args.dir, board)
+        all_figures(args.dir)
     if args.format == "csv":
         sys.stdout.write(board.to_csv(index=False))
     elif args.format == "json":

@@ -156,7 +156,7 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
             ctx.values.update(prepare(ctx.data, ctx.is_samples) or {})
     for metric in metrics:
         declared = columns_of(metric)
-        columns.update({c.name: c.as_dict() for c in declared})
+        columns.update({c.name: {**c.as_dict(), "metric": metric.name} for c in declared})  # who declared it: evaluate retires what it drops
         if on_metric is not None:
             on_metric(metric.name)
         # each metric draws from its own seed: its values do not depend on which metrics ran

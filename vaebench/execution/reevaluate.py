@@ -27,7 +27,7 @@ from vaebench.errors import UsageError
 from vaebench.evaluation.context import EvalContext, evaluate
 from vaebench.execution.locking import OutLock
 from vaebench.execution.records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_csv_exact, read_json, recorded_settings
-from vaebench.execution.runner import RUN_COLUMNS, RunPlan, _append_history, build_recipe, merge_columns
+from vaebench.execution.runner import RUN_COLUMNS, TRAINING_FIELDS, RunPlan, _append_history, build_recipe, merge_columns, run_wall_seconds
 from vaebench.execution.training import SilentReporter, TrainingResult
 from vaebench.plugin_manager import Plugins
 from vaebench.reporting.figures import all_figures
@@ -110,11 +110,7 @@ def reevaluate(
             load_weights(folder / WEIGHTS_FILE, recipe.model, torch_device)
             recipe.model.to(torch_device)
             history = read_csv_exact(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
-            training = TrainingResult(
-                history=history, train_seconds=float(record.get("train_seconds") or 0.0),
-                train_images=int(record.get("images_seen") or record.get("train_images") or 0),
-                epochs_run=int(record.get("epochs_run") or len(history)), selected_epoch=record.get("selected_epoch"),
-            )
+            training = recorded_training(record, history)
             reporter.start(name, None)
             context = EvalContext(
                 model=recipe.model, data=data, run_dir=folder, device=torch_device, is_samples=settings.is_samples_resolved,
@@ -127,8 +123,11 @@ def reevaluate(
             _append_history(folder, record)
             updated = dict(record)
             updated.update(evaluation.values)
+            updated.update({name: record[name] for name in TRAINING_FIELDS if name in record})  # evaluating never changes them
             updated.update(is_samples=settings.is_samples_resolved, is_precision=settings.is_precision)
-            updated["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], record.get("columns") or [], evaluation.columns)
+            ran = {m.name for m in run.metrics}
+            kept_columns = [c for c in record.get("columns") or [] if c.get("metric") not in ran]  # a metric run again redeclares its own
+            updated["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], kept_columns, evaluation.columns)
             updated["metric_errors"] = {**{k: v for k, v in (record.get("metric_errors") or {}).items() if k not in {m.name for m in run.metrics}},
                                         **evaluation.errors}
             held = _evaluated_metrics(config, record, run, settings)
@@ -136,6 +135,7 @@ def reevaluate(
             earlier = float(record.get("eval_seconds") or 0.0) if len(held) > len(run.metrics) else 0.0
             updated["eval_seconds"] = earlier + time.perf_counter() - started
             updated["evaluated_with"] = {"metrics": held, "device": str(torch_device), **overrides}
+            updated.update(run_wall_seconds(updated))
             updated.setdefault("run", folder.parent.name)
             write_json(folder / METRICS_FILE, updated)
             reporter.finish(name, "ok")
@@ -147,6 +147,20 @@ def reevaluate(
         all_figures(out)
     result.board = board
     return result
+
+
+def recorded_training(record: dict, history: list[dict]) -> TrainingResult:
+    """What the run's training measured, as its record keeps it: metrics that report training read this."""
+    seconds = float(record.get("train_seconds") or 0.0)
+    images = record.get("images_seen")
+    if images is None and record.get("train_images_per_s"):  # records written before images_seen was kept
+        images = round(float(record["train_images_per_s"]) * seconds)
+    return TrainingResult(
+        history=history, train_seconds=seconds, train_images=int(images or 0),
+        epochs_run=int(record.get("epochs_run") or len(history)), selected_epoch=record.get("selected_epoch"),
+        steps_run=int(record.get("steps_run") or 0), wall_seconds=record.get("train_wall_seconds"),
+        peak_memory_mb=record.get("peak_memory_mb"), peak_memory_method=record.get("peak_memory_method"),
+    )
 
 
 def _evaluated_so(record: dict, run: RunPlan, settings: RunSettings) -> bool:

@@ -66,9 +66,17 @@ RUN_COLUMNS = (
     Column("steps_run", "none", "steps", "optimizer steps taken", digits=0),
     Column("images_seen", "none", "images", "training images seen", digits=0),
     Column("selected_epoch", "none", "", "the evaluated epoch, counted from 0 (the best validation epoch unless the row says otherwise)", digits=1),
-    Column("eval_seconds", "none", "s", "seconds spent evaluating (vaebench evaluate adds its time when it keeps earlier values)", digits=1),
-    Column("wall_seconds", "none", "s", "seconds from the run's start to its end, training and evaluation", digits=1),
+    Column("train_wall_seconds", "none", "s", "seconds training took, start to end, validation and checkpoints included, "
+           "summed over the processes of a resumed run", digits=1),
+    Column("eval_seconds", "none", "s", "seconds the evaluation behind the values took (vaebench evaluate adds its time when it keeps "
+           "earlier values)", digits=1),
+    Column("wall_seconds", "none", "s", "train_wall_seconds + eval_seconds: the time the row's values cost (vaebench evaluate adds to it "
+           "as to eval_seconds)", digits=1),
 )
+# what training measured: written by the run, kept as they are by `vaebench evaluate`
+TRAINING_FIELDS = ("epochs_run", "steps_run", "images_seen", "train_seconds", "train_images_per_s", "train_wall_seconds",
+                   "peak_memory_mb", "peak_memory_method", "train_step", "train_step_reason", "best_epoch", "selected_epoch",
+                   "stopped_early", "resumed_from_epoch")
 
 
 @dataclass
@@ -509,11 +517,27 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
         log.debug("run %s failed", run_name, exc_info=True)
     record["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], evaluation.columns if evaluation else _declared(run.metrics))
     record["metric_errors"] = evaluation.errors if evaluation else {}
-    record["wall_seconds"] = time.perf_counter() - started
+    record.update(run_wall_seconds(record, fallback=time.perf_counter() - started))
     write_json(run_dir / METRICS_FILE, record)
     reporter.finish(run_name, record["status"])
     _notify(p.callbacks, "on_run_end", {"run": spec.name, "seed": seed, "run_dir": str(run_dir)}, record)
     return record
+
+
+def run_wall_seconds(record: dict, fallback: float | None = None) -> dict:
+    """``wall_seconds`` (and its n/a reason): training's wall time plus the evaluation's.
+
+    A run that failed before its training finished has no training wall time: its
+    ``fallback`` (the process's seconds) stands in. A run resumed from a checkpoint that
+    predates wall-time keeping has none to add up."""
+    train_wall, evaluation = record.get("train_wall_seconds"), record.get("eval_seconds")
+    if train_wall is not None and evaluation is not None:
+        return {"wall_seconds": train_wall + evaluation, "wall_seconds_na": None}
+    if record.get("status") != "ok" and fallback is not None:
+        return {"wall_seconds": fallback, "wall_seconds_na": None}
+    why = ("resumed from a checkpoint that did not keep the earlier processes' wall time" if train_wall is None
+           else "the record has no evaluation time")
+    return {"wall_seconds": None, "wall_seconds_na": why}
 
 
 def merge_columns(*groups) -> list[dict]:
@@ -536,7 +560,7 @@ def describe_objective(objective) -> dict:
 def _declared(metrics) -> dict:
     from vaebench.evaluation.context import columns_of
 
-    return {c.name: c.as_dict() for m in metrics for c in columns_of(m)}
+    return {c.name: {**c.as_dict(), "metric": m.name} for m in metrics for c in columns_of(m)}
 
 
 def _notify(callbacks, method: str, *args) -> None:

@@ -26,11 +26,11 @@ from torch import Tensor
 
 from vaebench.atomic import load_torch, save_torch
 from vaebench.data import ImageData
-from vaebench.errors import TrainingFailure
+from vaebench.errors import TrainingFailure, UsageError
 from vaebench.fast.train_step import CompiledAdamStep, RecordingProgress, StepPath, step_path
+from vaebench.memory import peak_memory_mb
 from vaebench.objectives import Batch
 from vaebench.schedules import Progress
-from vaebench.errors import UsageError
 from vaebench.variant import Recipe
 
 CHECKPOINT = "checkpoint.pt"
@@ -79,11 +79,16 @@ class TrainingResult:
     steps_run: int = 0
     extra: dict = field(default_factory=dict)
     step_path: object = None  # vaebench.fast.train_step.StepPath: which training step ran, and why
+    wall_seconds: float | None = None  # training's wall time, validation and checkpoints included, over every process
+    peak_memory_mb: float | None = None  # measured as training ended, before any evaluation
+    peak_memory_method: str | None = None
 
     def received(self) -> dict:
-        """The budget the run actually received, in every unit."""
+        """What training measured: the budget the run actually received, in every unit, and its cost."""
         received = {"epochs_run": self.epochs_run, "steps_run": self.steps_run, "train_seconds": self.train_seconds,
-                    "images_seen": self.train_images}
+                    "images_seen": self.train_images, "train_images_per_s": self.images_per_s,
+                    "train_wall_seconds": self.wall_seconds, "peak_memory_mb": self.peak_memory_mb,
+                    "peak_memory_method": self.peak_memory_method}
         if self.step_path is not None:
             received.update(train_step=self.step_path.name, train_step_reason=self.step_path.reason)
         return received
@@ -268,6 +273,7 @@ def train(
     a full batch takes the compiled step when the run allows it, a partial last batch
     the eager one, and the path a run used is kept in its checkpoint for ``resume``.
     """
+    began = time.perf_counter()
     if isinstance(budget, int):
         budget = Budget(epochs=budget)
     if select_epoch not in SELECT_EPOCHS:
@@ -294,6 +300,7 @@ def train(
     recorded_path = None
     start_epoch, best, best_epoch, best_state, waited = 0, math.inf, None, None, 0
     train_seconds, train_images, steps_run = 0.0, 0, 0
+    earlier_wall: float | None = 0.0  # the training wall time of the processes before this one (resumed runs)
     checkpoint_path = Path(run_dir) / CHECKPOINT
     if resume and checkpoint_path.exists():
         ckpt = load_torch(checkpoint_path, map_location="cpu")
@@ -312,6 +319,7 @@ def train(
         train_seconds, train_images = float(ckpt["train_seconds"]), int(ckpt["train_images"])
         steps_run = int(ckpt.get("steps_run", start_epoch * steps_per_epoch))
         recorded_path = ckpt.get("step_path", "eager")  # checkpoints from before the compiled step were eager
+        earlier_wall = ckpt.get("wall_seconds")  # None: a checkpoint written before wall time was kept
     resumed_from = start_epoch
     path, compiled_step, probe_pending = _choose_step(train_step, model, opt, objective, recipe.grad_clip, device, total_steps, budget,
                                                       recorded_path if resumed_from else None)
@@ -431,11 +439,14 @@ def train(
                 "train_images": train_images,
                 "steps_run": steps_run,
                 "step_path": path.name,
+                "wall_seconds": None if earlier_wall is None else earlier_wall + time.perf_counter() - began,
             },
         )
         epoch += 1
     if keep_best and best_state is not None:
         model.load_state_dict(best_state)  # the best validation epoch is the one evaluated
+    sync(device)
+    memory, memory_method = peak_memory_mb(device)
     return TrainingResult(
         history=history,
         train_seconds=train_seconds,
@@ -447,6 +458,9 @@ def train(
         selected_epoch=best_epoch if keep_best and best_state is not None else len(history) - 1,
         steps_run=steps_run,
         step_path=path,
+        wall_seconds=None if earlier_wall is None else earlier_wall + time.perf_counter() - began,
+        peak_memory_mb=memory,
+        peak_memory_method=memory_method,
     )
 
 

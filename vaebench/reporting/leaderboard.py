@@ -92,6 +92,10 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
             reasons = group.get(f"{name}_na", pd.Series(dtype=object)).dropna().astype(str).unique()
             if len(known) == 0 and len(reasons):
                 row[f"{name}_na"] = reasons[0]
+            elif 0 < len(known) < len(ok):  # a mean over fewer seeds than the row has: said in the row's notes
+                missing = ok.loc[numbers.isna(), "seed"].tolist()
+                row[f"{name}_partial"] = (f"over {len(known)} of {len(ok)} seeds (seed {','.join(str(s) for s in missing)} n/a"
+                                          + (f": {reasons[0]})" if len(reasons) else ")"))
         for name in dict.fromkeys(DESCRIPTIVE + list(CAPTION_SETTINGS)):
             if name in group and name not in columns:
                 row[name] = _shared(group[name])
@@ -248,6 +252,9 @@ def notes(board: pd.DataFrame) -> list[str]:
         for column in [c for c in board.columns if c.endswith("_na") and c not in shared_na]:
             if isinstance(r[column], str):
                 items.append(f"{column[:-3]} n/a: {r[column]}")
+        for column in [c for c in board.columns if c.endswith("_partial")]:
+            if isinstance(r[column], str):
+                items.append(f"{column[:-len('_partial')]} {r[column]}")
         if isinstance(r.get("failure"), str):
             items.append(f"failed: {r['failure']}")
         if isinstance(r.get("metric_errors"), str):
