@@ -147,6 +147,15 @@ def test_ae_gmm_has_no_kl_fits_a_gmm_and_samples_through_it(digits, tmp_path):
     assert samples.shape == (16, 64) and torch.isfinite(samples).all()
 
 
+def test_ae_gmms_parameter_count_includes_its_fitted_mixture(digits):
+    from vaebench.variant import count_parameters
+
+    recipe = build("ae-gmm", digits)
+    k, d = recipe.model.prior.means.shape
+    trainable = sum(p.numel() for p in recipe.model.parameters())
+    assert count_parameters(recipe.model) == trainable + (k - 1) + k * d + k * d * (d + 1) // 2
+
+
 def test_ae_gmm_likelihood_is_valid_and_its_proposal_documented(all_variants):
     m = metrics_of(all_variants, "ae-gmm")
     assert math.isfinite(m["is_nll"]) and m["is_nll"] <= m["neg_elbo"] + 0.5

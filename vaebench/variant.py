@@ -96,4 +96,10 @@ class Variant(Component):
 
 
 def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    """The model's free parameters: the trainable ones, plus those fitted another way.
+
+    A submodule whose numbers are fitted outside gradient descent (ae-gmm's mixture, filled
+    by sklearn, kept as buffers) says how many free parameters it holds with
+    ``fitted_parameters()``; every row's count then means the same thing."""
+    fitted = sum(int(m.fitted_parameters()) for m in module.modules() if callable(getattr(m, "fitted_parameters", None)))
+    return sum(p.numel() for p in module.parameters()) + fitted

@@ -101,6 +101,11 @@ class GaussianMixturePrior(Prior):
     def distribution(self) -> Distribution:
         return GaussianMixture(self.weights, self.means, self.scale_tril)
 
+    def fitted_parameters(self) -> int:
+        """Free parameters of the fitted mixture: K - 1 weights, K means, K full covariances."""
+        k, d = self.means.shape
+        return (k - 1) + k * d + k * d * (d + 1) // 2
+
     def component(self, z: Tensor) -> Tensor:
         """The most responsible mixture component of each code: the model's discrete latent."""
         d = self.distribution()

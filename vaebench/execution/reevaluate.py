@@ -33,6 +33,7 @@ from vaebench.plugin_manager import Plugins
 from vaebench.reporting.figures import all_figures
 from vaebench.reporting.leaderboard import leaderboard, run_records, write_leaderboard
 from vaebench.settings import RunSettings, make_settings
+from vaebench.variant import count_parameters
 from vaebench.suite import RunSpec, resolve_device
 
 log = logging.getLogger("vaebench.evaluate")
@@ -109,12 +110,13 @@ def reevaluate(
             recipe = build_recipe(run, data, seed)
             load_weights(folder / WEIGHTS_FILE, recipe.model, torch_device)
             recipe.model.to(torch_device)
+            n_parameters = count_parameters(recipe.model)  # structural: counted as vaebench counts now
             history = read_csv_exact(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
             training = recorded_training(record, history)
             reporter.start(name, None)
             context = EvalContext(
                 model=recipe.model, data=data, run_dir=folder, device=torch_device, is_samples=settings.is_samples_resolved,
-                is_precision=settings.is_precision, seed=seed, training=training, n_parameters=int(record.get("n_parameters") or 0),
+                is_precision=settings.is_precision, seed=seed, training=training, n_parameters=n_parameters,
                 progress=lambda text, name=name: reporter.stage(name, text), settings=settings, reference=published_reference(config, record),
             )
             context.values["selection"] = record.get("selection", "")
@@ -124,6 +126,7 @@ def reevaluate(
             updated = dict(record)
             updated.update(evaluation.values)
             updated.update({name: record[name] for name in TRAINING_FIELDS if name in record})  # evaluating never changes them
+            updated["n_parameters"] = n_parameters
             updated.update(is_samples=settings.is_samples_resolved, is_precision=settings.is_precision)
             ran = {m.name for m in run.metrics}
             kept_columns = [c for c in record.get("columns") or [] if c.get("metric") not in ran]  # a metric run again redeclares its own

@@ -61,7 +61,8 @@ log = logging.getLogger("vaebench.runner")
 # the harness's own columns: what every run reports about itself, whatever its metrics
 RUN_COLUMNS = (
     Column("latent", "none", "", "the latent space", text=True),
-    Column("n_parameters", "none", "", "trainable parameters", label="params", digits=0),
+    Column("n_parameters", "none", "", "free parameters: the trainable ones plus any fitted otherwise (ae-gmm's mixture)",
+           label="params", digits=0),
     Column("epochs_run", "none", "epochs", "epochs trained", digits=1),
     Column("steps_run", "none", "steps", "optimizer steps taken", digits=0),
     Column("images_seen", "none", "images", "training images seen", digits=0),

@@ -179,11 +179,20 @@ def _columns_of(board: pd.DataFrame) -> dict[str, dict]:
     return json.loads(board["columns"].dropna().iloc[0]) if board["columns"].notna().any() else {}
 
 
+def _mixed_k(board: pd.DataFrame) -> bool:
+    return "is_samples" in board and board["is_samples"].dropna().nunique() > 1
+
+
 def display_rows(board: pd.DataFrame, headline: bool = True) -> tuple[list[str], list[list[str]]]:
-    """The headline table (or, with ``headline=False``, every other numeric column) as strings."""
+    """The headline table (or, with ``headline=False``, every other numeric column) as strings.
+
+    Rows evaluated at different K get a K column in the headline table itself."""
     columns = _columns_of(board)
     shown = [(n, c) for n, c in columns.items() if not c.get("text") and bool(c.get("headline")) == headline and n in board]
+    with_k = headline and _mixed_k(board) and any(n == "is_nll" for n, _ in shown)  # K beside IS-NLL
     header = ["rank", "run", "status", "seeds"] + [c.get("label") or n for n, c in shown]
+    if with_k:
+        header.insert(4 + [n for n, _ in shown].index("is_nll") + 1, "K")
     if headline:
         header += ["params", "latent"]
     rows = []
@@ -194,6 +203,8 @@ def display_rows(board: pd.DataFrame, headline: bool = True) -> tuple[list[str],
             digits = int(column.get("digits", 2))
             std = None if one or digits == 0 else r.get(name + "_std")
             cells.append(_fmt(r[name], std, digits))
+            if with_k and name == "is_nll":
+                cells.append(_cell(r.get("is_samples")))
         if headline:
             params = r.get("n_parameters")
             cells += ["n/a" if pd.isna(params) else f"{int(params):,}", str(r.get("latent") if isinstance(r.get("latent"), str) else "")]
@@ -201,10 +212,23 @@ def display_rows(board: pd.DataFrame, headline: bool = True) -> tuple[list[str],
     return header, rows
 
 
-def _shared_caption(board: pd.DataFrame, column: str, default: str = "n/a") -> str:
+def _shared_caption(board: pd.DataFrame, column: str, default: str = "n/a", known_only: bool = False) -> str:
+    """The value the rows share, or mixed (...). ``known_only``: rows whose records lack the field are left out
+    (a missing field is not another value)."""
     values = board[column] if column in board else pd.Series([default] * len(board))
-    texts = sorted({_plain(v) if not (isinstance(v, float) and math.isnan(v)) else default for v in values})
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in values]
+    texts = sorted({_plain(v) if not gone else default for v, gone in zip(values, missing) if not (known_only and gone)})
+    if not texts:
+        return default
     return texts[0] if len(texts) == 1 else f"mixed ({', '.join(texts)})"
+
+
+def _seeds_phrase(board: pd.DataFrame) -> str:
+    seeds = _shared_caption(board, "seed_list")
+    counts = set(board["seeds"]) if "seeds" in board else set()
+    if counts == {1}:
+        return f"one seed ({seeds}) per row, so no spread is shown"
+    return f"mean ± sample std (ddof = 1) over seeds {seeds}"
 
 
 def caption(board: pd.DataFrame) -> str:
@@ -212,16 +236,16 @@ def caption(board: pd.DataFrame) -> str:
     unit = _shared_caption(board, "budget_unit", "epochs")
     budget_value = _shared_caption(board, unit if unit in ("epochs", "steps", "seconds") else "epochs")
     precision = _shared_caption(board, "is_precision", "float32")
-    seeds = _shared_caption(board, "seed_list")
     binarization = _shared_caption(board, "binarization")
-    test_seed = _shared_caption(board, "test_binarization_seed")
+    test_seed = _shared_caption(board, "test_binarization_seed", known_only=True)
     parts = [
         f"Dataset {_shared_caption(board, 'dataset')}, binarization {binarization}"
         + (f" (held-out splits binarised once with seed {test_seed})" if test_seed not in ("n/a", "None") else "") + ".",
         f"Budget {budget_value} {unit} per run, the {'best validation epoch' if _shared_caption(board, 'select_epoch') == 'best-val' else _shared_caption(board, 'select_epoch') + ' epoch'} evaluated"
         " (rows whose selection differs say so below).",
-        f"IS-NLL with K = {_shared_caption(board, 'is_samples')}{'' if precision == 'float32' else f' (decoder in {precision})'} on the test split.",
-        f"Nats per image; mean ± sample std (ddof = 1) over seeds {seeds}.",
+        f"IS-NLL with K = {_shared_caption(board, 'is_samples')}{'' if precision == 'float32' else f' (decoder in {precision})'} on the test split"
+        + (" (the K column gives each row's)." if _mixed_k(board) else "."),
+        f"Nats per image; {_seeds_phrase(board)}.",
         "Rank by IS-NLL; '=' marks rows whose mean ± std overlaps the next row's: differences smaller than the spread over seeds are not rankings.",
     ]
     return " ".join(parts)

@@ -1,0 +1,49 @@
+"""The leaderboard's caption and headline say what happened: fields a record lacks, one seed, rows at different K."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vaebench.reporting.leaderboard import caption, leaderboard, to_markdown
+
+IS_NLL = {"name": "is_nll", "direction": "lower", "unit": "nats", "description": "IS-NLL", "label": "IS-NLL", "headline": True, "digits": 2}
+K = {"name": "is_samples", "direction": "none", "unit": "", "description": "K", "label": "K", "text": True}
+WALL = {"name": "wall_seconds", "direction": "none", "unit": "s", "description": "wall", "digits": 1}
+
+
+def record(run, seed, is_nll, k=5000, **extra):
+    return {"run": run, "variant": run, "seed": seed, "status": "ok", "is_nll": is_nll, "is_samples": k, "dataset": "mnist",
+            "binarization": "dynamic", "columns": [IS_NLL, K, WALL], **extra}
+
+
+def test_a_record_without_the_binarisation_seed_is_not_another_seed():
+    board = leaderboard(pd.DataFrame([record("a", 0, 90.0, test_binarization_seed=1234), record("b", 0, 91.0)]))
+    text = caption(board)
+    assert "binarised once with seed 1234" in text and "mixed" not in text
+
+
+def test_a_one_seed_table_says_it_has_no_spread():
+    board = leaderboard(pd.DataFrame([record("a", 0, 90.0), record("b", 0, 91.0)]))
+    assert "one seed (0) per row, so no spread is shown" in caption(board) and "ddof" not in caption(board)
+    several = leaderboard(pd.DataFrame([record("a", s, 90.0 + s) for s in (0, 1)]))
+    assert "mean ± sample std (ddof = 1) over seeds 0,1" in caption(several)
+
+
+def test_rows_at_different_k_show_their_k_in_the_headline_table():
+    board = leaderboard(pd.DataFrame([record("a", 0, 90.0, k=5000), record("b", 0, 91.0, k=1000)]))
+    lines = to_markdown(board).splitlines()
+    header = next(line for line in lines if line.startswith("| rank"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[cells.index("IS-NLL") + 1] == "K"
+    assert any(line.startswith("| 1 | a |") and "| 5000 |" in line for line in lines)
+    assert "the K column gives each row's" in caption(board)
+    same = to_markdown(leaderboard(pd.DataFrame([record("a", 0, 90.0), record("b", 0, 91.0)])))
+    assert "| K |" not in next(line for line in same.splitlines() if line.startswith("| rank"))
+
+
+def test_a_mean_over_fewer_seeds_than_the_row_has_says_so():
+    rows = [record("a", 0, 90.0, wall_seconds=None, wall_seconds_na="resumed"), record("a", 1, 90.2, wall_seconds=10.0),
+            record("a", 2, 90.1, wall_seconds=12.0)]
+    board = leaderboard(pd.DataFrame(rows))
+    assert board.loc[0, "wall_seconds"] == 11.0
+    assert "wall_seconds over 2 of 3 seeds (seed 0 n/a: resumed)" in to_markdown(board)
