@@ -71,6 +71,11 @@ def columns_of(metric) -> tuple[Column, ...]:
     return tuple(getattr(metric, "columns", ()) or ())
 
 
+def declarations(metric) -> dict[str, dict]:
+    """A metric's columns as a record keeps them, each naming the metric (evaluate retires what it stops declaring)."""
+    return {c.name: {**c.as_dict(), "metric": metric.name} for c in columns_of(metric)}
+
+
 @dataclass
 class EvalContext:
     """What a metric may read about a finished run."""
@@ -156,7 +161,7 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
             ctx.values.update(prepare(ctx.data, ctx.is_samples) or {})
     for metric in metrics:
         declared = columns_of(metric)
-        columns.update({c.name: {**c.as_dict(), "metric": metric.name} for c in declared})  # who declared it: evaluate retires what it drops
+        columns.update(declarations(metric))
         if on_metric is not None:
             on_metric(metric.name)
         # each metric draws from its own seed: its values do not depend on which metrics ran

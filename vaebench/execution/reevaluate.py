@@ -33,8 +33,8 @@ from vaebench.plugin_manager import Plugins
 from vaebench.reporting.figures import all_figures
 from vaebench.reporting.leaderboard import leaderboard, run_records, write_leaderboard
 from vaebench.settings import RunSettings, make_settings
-from vaebench.variant import count_parameters
 from vaebench.suite import RunSpec, resolve_device
+from vaebench.variant import count_parameters
 
 log = logging.getLogger("vaebench.evaluate")
 

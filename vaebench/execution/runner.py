@@ -559,9 +559,9 @@ def describe_objective(objective) -> dict:
 
 
 def _declared(metrics) -> dict:
-    from vaebench.evaluation.context import columns_of
+    from vaebench.evaluation.context import declarations
 
-    return {c.name: {**c.as_dict(), "metric": m.name} for m in metrics for c in columns_of(m)}
+    return {name: column for m in metrics for name, column in declarations(m).items()}
 
 
 def _notify(callbacks, method: str, *args) -> None:
