@@ -194,6 +194,19 @@ def test_out_holding_another_suites_runs_is_refused(capsys, tmp_path):
     assert not (tmp_path / "runs/mog-prior").exists()
 
 
+def test_a_suite_record_older_than_a_setting_reads_it_as_its_default(capsys, tmp_path):
+    assert _run(capsys, tmp_path)[0] == 0
+    suite_file = tmp_path / "suite.json"
+    recorded = json.loads(suite_file.read_text())
+    del recorded["settings"]["adam_eps"]  # as written before the setting existed
+    suite_file.write_text(json.dumps(recorded))
+    assert _run(capsys, tmp_path, "--resume")[0] == 0
+    recorded["settings"]["adam_eps"] = 1e-4  # a recorded value that differs still refuses
+    suite_file.write_text(json.dumps(recorded))
+    code, _, err = _run(capsys, tmp_path, "--resume")
+    assert_one_line_error(code, err, "holds runs of another suite", "adam_eps 0.0001 -> 1e-08")
+
+
 @pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated"])
 def test_a_damaged_checkpoint_restarts_its_run_and_keeps_the_others(capsys, tmp_path, damage):
     run_tiny(tmp_path, ["gaussian", "mog-prior"], epochs=2, metrics=["elbo"])

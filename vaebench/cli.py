@@ -236,7 +236,9 @@ def cmd_run(args, plugins) -> int:
         result = execute(checked, reporter)
     console = _console()
     datasets = sorted({r.settings.dataset for r in suite.runs})
-    console.print(rich_table(result.board, title=f"vaebench leaderboard ({', '.join(datasets)}, {len(suite.seeds)} seed(s))"))
+    seed_counts = sorted({len(suite.seeds_of(r)) for r in suite.runs})
+    seeds = f"{seed_counts[0]} seed(s)" if len(seed_counts) == 1 else f"{'-'.join(str(n) for n in (seed_counts[0], seed_counts[-1]))} seeds per run"
+    console.print(rich_table(result.board, title=f"vaebench leaderboard ({', '.join(datasets)}, {seeds})"))
     console.print(f"wrote {out}/leaderboard.csv, leaderboard.md, leaderboard.json and {out}/runs/", highlight=False)
     if result.kept:
         console.print(f"kept {len(result.kept)} finished run(s) from before (--resume)", highlight=False)

@@ -292,8 +292,10 @@ def _check_out_contents(suite: Suite, runs: list[RunPlan], out: Path, resume: bo
         recorded = read_json(suite_file)
         if isinstance(recorded, dict) and "settings" in recorded:
             current = suite.settings.identity()
-            # settings that no longer count as identity (metrics, say) are not compared
-            before = {k: v for k, v in recorded["settings"].items() if k in current}
+            # settings that no longer count as identity (metrics, say) are not compared, and a
+            # setting newer than the record reads as its default, the behaviour the record had
+            defaults = RunSettings().identity()
+            before = {k: recorded["settings"].get(k, defaults.get(k)) for k in current}
             diff = differences(before, current)
             budget_only = all(k in BUDGET_KEYS for k in diff_keys(before, current))
             if diff and not (resume and extend and budget_only):
