@@ -47,3 +47,30 @@ def test_a_mean_over_fewer_seeds_than_the_row_has_says_so():
     board = leaderboard(pd.DataFrame(rows))
     assert board.loc[0, "wall_seconds"] == 11.0
     assert "wall_seconds over 2 of 3 seeds (seed 0 n/a: resumed)" in to_markdown(board)
+
+
+def test_rows_measured_on_different_test_data_are_not_ranked_against_each_other():
+    rows = [record("a", 0, 86.1, epochs=3280, select_epoch="last"), record("a", 1, 86.2, epochs=3280, select_epoch="last"),
+            record("b", 0, 91.8, binarization="static", epochs=500, select_epoch="best-val")]
+    board = leaderboard(pd.DataFrame(rows))
+    assert list(board["rank"]) == ["", ""]
+    text = caption(board)
+    assert "not ranked against each other" in text and "Rank by IS-NLL" not in text
+    assert "each row's setting states its own" in text and "mixed (best-val" not in text
+    assert "over each row's seeds" in text
+    same_data = leaderboard(pd.DataFrame([record("a", 0, 90.0), record("b", 0, 91.0)]))
+    assert list(same_data["rank"]) == ["1", "2"] and "Rank by IS-NLL" in caption(same_data)
+
+
+def test_rows_closer_than_either_rows_k_fifth_to_k_change_are_tied():
+    change = {"name": "is_nll_k_change", "direction": "none", "unit": "nats", "description": "K/5 - K", "headline": True, "digits": 2}
+
+    def row(run, seed, value, k_change):
+        return {**record(run, seed, value), "is_nll_k_change": k_change, "columns": [IS_NLL, K, WALL, change]}
+
+    # seed spreads of 0.05 do not overlap (gap 0.3), but b's estimate still fell 0.34 nats from K/5 to K
+    rows = [row("a", s, 89.4 + 0.05 * s, 0.26) for s in (0, 1)] + [row("b", s, 89.7 + 0.05 * s, 0.34) for s in (0, 1)]
+    rows += [row("c", s, 91.7 + 0.05 * s, 0.28) for s in (0, 1)]
+    board = leaderboard(pd.DataFrame(rows))
+    assert list(board["rank"]) == ["1=", "1=", "3"]
+    assert "K/5 to K" in caption(board)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -258,13 +260,16 @@ def test_bfloat16_decoding_refuses_a_likelihood_that_scores_in_bfloat16():
 
 
 class FixedClusters(LatentVariableModel):
-    def __init__(self, clusters):
+    def __init__(self, ids, categories=3):
         super().__init__("bernoulli", 3)
-        self.clusters = clusters
+        self.ids, self.clusters = ids, categories
         self.prior = StandardNormalPrior(2)
 
     def cluster(self, x, y=None):
-        return self.clusters[: len(x)]
+        return self.ids[: len(x)]
+
+    def posterior(self, x, y=None, index=None):
+        return Independent(Normal(x[:, :2], torch.ones_like(x[:, :2])), 1)
 
 
 class PointCodes(LatentVariableModel):
@@ -301,7 +306,19 @@ def test_nmi_of_own_discrete_latent_agrees_with_sklearn(tmp_path):
     result = NMI()(_ctx(FixedClusters(clusters), torch.zeros(10, 4), labels, tmp_path))
     assert result["nmi"] == pytest.approx(normalized_mutual_info_score(labels.numpy(), clusters.numpy()))
     assert result["nmi"] == pytest.approx(nmi_by_hand(labels.tolist(), clusters.tolist()))
-    assert result["nmi_method"] == "own discrete latent"
+    assert result["nmi_method"] == "own discrete latent (3 categories)"
+    assert result["nmi_own"] == result["nmi"] and result["nmi_own_k"] == 3
+
+
+def test_nmi_uses_k_classes_in_every_row_and_a_latent_of_other_size_gets_its_own_column(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10]])
+    labels = np.repeat(np.arange(3), 30)
+    x = torch.tensor(centres[labels] + rng.normal(0, 0.5, (90, 2)), dtype=torch.float32)
+    ids = torch.tensor(rng.integers(0, 5, 90))  # five categories, unrelated to the labels
+    result = NMI()(_ctx(FixedClusters(ids, categories=5), x, torch.tensor(labels), tmp_path))
+    assert result["nmi"] == pytest.approx(1.0) and result["nmi_method"].startswith("kmeans(k=3")
+    assert result["nmi_own"] == pytest.approx(normalized_mutual_info_score(labels, ids.numpy())) and result["nmi_own_k"] == 5
 
 
 def test_nmi_falls_back_to_kmeans_on_posterior_means(tmp_path):
@@ -348,3 +365,56 @@ def test_gaps_match_the_closed_form_gaps_of_the_linear_gaussian_model():
     assert nll == pytest.approx(exact_nll, abs=0.01)
     assert amortised - optimised == pytest.approx(amortization, abs=0.05)  # about 3.06 nats
     assert optimised - nll == pytest.approx(approximation, abs=0.03)  # about 0.27 nats
+
+
+def test_label_allocation_spends_k_by_the_pilot_with_a_floor_per_label():
+    from vaebench.evaluation.importance import LabelAllocation
+
+    allocation = LabelAllocation(5000, 10)
+    assert (allocation.pilot, allocation.floor) == (10, 10)
+    log_posterior = torch.log(torch.tensor([[0.96] + [0.004] * 9, [0.1] * 10]))
+    counts = allocation.counts(log_posterior)
+    assert counts.sum(1).tolist() == [4900, 4900]  # K less the pilot's samples, which are not reused
+    assert counts.min() >= 10 and counts[0, 0] > 4500 and counts[1].tolist() == [490] * 10
+    assert LabelAllocation(20, 10).stratified and "stratified" in LabelAllocation(20, 10).describe()
+
+
+@torch.no_grad()
+def test_allocating_samples_by_the_pilot_beats_stratifying_them_when_the_labels_are_well_separated():
+    from vaebench.evaluation.importance import log_likelihoods
+
+    model, classes = LabelledLinearGaussian(classes=10), 10
+    model.offsets *= 3.0  # labels far apart: p(y|x) is almost one-hot
+    model.inflate = 6.0  # a poor proposal, so each label's estimate needs its samples
+    torch.manual_seed(0)
+    y = torch.randint(0, classes, (300,))
+    x = model.likelihood(model.prior.sample(300), y).sample()
+    log_prior = torch.full((classes,), -math.log(classes))
+    exact = torch.logsumexp(torch.stack([model.exact_log_px_given(x, torch.full_like(y, c)) for c in range(classes)], 1) + log_prior, 1)
+    allocated = log_likelihoods(model, Split(x, y), None, 1000, label_log_prior=log_prior, max_rows=10**6)
+    errors = {}
+    for name, per_label in (("allocated", None), ("stratified", 100)):
+        if per_label is None:
+            estimate = allocated["log_px"]
+        else:  # K/C samples of each label, as the estimator did before the pilot
+            estimate = torch.logsumexp(torch.stack([importance_log_likelihood(model, x, torch.full_like(y, c), None, per_label)
+                                                    for c in range(classes)], 1) + log_prior, 1)
+        errors[name] = (exact - estimate).mean().item()  # IS underestimates log p(x): the error is >= 0 on average
+    assert errors["allocated"] < 0.5 * errors["stratified"], errors
+    assert abs(errors["allocated"]) < 0.05
+    # K/5 from the same samples is further from the truth than K, and the ESS is at most K
+    assert (exact - allocated["log_px_fifth"]).mean() > (exact - allocated["log_px"]).mean()
+    assert ((allocated["ess"] > 0) & (allocated["ess"] <= 1000 + 1e-3)).all()
+
+
+@torch.no_grad()
+def test_with_the_exact_posterior_as_proposal_every_weight_is_p_x_so_the_ess_is_k_and_k_over_5_agrees():
+    from vaebench.evaluation.importance import log_likelihoods
+
+    model = LinearGaussian(x_dim=4, z_dim=1, inflate=1.0)  # one latent: the mean-field posterior is exact
+    torch.manual_seed(0)
+    x = model.likelihood(model.prior.sample(50)).sample()
+    result = log_likelihoods(model, Split(x, torch.zeros(50, dtype=torch.long)), None, 500, max_rows=1000)
+    torch.testing.assert_close(result["log_px"], model.exact_log_px(x), atol=1e-3, rtol=0)
+    torch.testing.assert_close(result["log_px_fifth"], result["log_px"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(result["ess"], torch.full((50,), 500.0), atol=0.5, rtol=0)

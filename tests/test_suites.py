@@ -158,6 +158,14 @@ def test_evaluate_recomputes_saved_runs_without_retraining_and_keeps_the_old_val
     assert main(["evaluate", str(tmp_path), "--is-samples", "40", "--metrics", "is_nll,nmi", "--resume", "-q"]) == 0
     assert "evaluated 2 run(s), kept 2 already evaluated" in capsys.readouterr().out
     assert metrics_of(tmp_path, "gaussian") == after and metrics_of(tmp_path, "ae-gmm")["is_samples"] == 40
+    # a record made before its metric changed what it reports (here: a column it lacks) is evaluated again
+    record_file = tmp_path / "runs/gaussian/seed-0/metrics.json"
+    record = json.loads(record_file.read_text())
+    record["columns"] = [c for c in record["columns"] if c["name"] != "is_nll_k_change"]
+    record_file.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path), "--is-samples", "40", "--metrics", "is_nll,nmi", "--resume", "-q"]) == 0
+    assert "evaluated 1 run(s), kept 3 already evaluated" in capsys.readouterr().out
 
 
 def test_evaluate_leaves_every_training_measurement_as_training_measured_it(tmp_path):

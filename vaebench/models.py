@@ -12,10 +12,17 @@ Optional capabilities, all with safe defaults here:
 * ``label_conditioned``: p(x|y); metrics also report the marginal over labels;
 * ``prepare_inference(split, x, y)``: called before a split is evaluated (latent
   optimisation fits q for unseen examples there);
-* ``cluster(x, y)``: the model's own discrete latent as class ids, or ``None``;
-* ``proposal(x, y=None, index=None)``: what the likelihood metrics (test ELBO,
-  IS-NLL) sample z from; the posterior unless the model says otherwise, with
-  ``proposal_label`` naming it in the results;
+* ``cluster(x, y)``: the model's own discrete latent as class ids, or ``None``, with
+  ``clusters`` saying how many categories it has;
+* ``proposal(x, y=None, index=None)``: what IS-NLL samples z from; the posterior
+  unless the model says otherwise, with ``proposal_label`` naming it in the results;
+* ``variational(x, y=None, index=None)``: the q(z|x) of the ELBO columns (and of the
+  gaps' amortised ELBO); the posterior unless the model offers several and chooses
+  one on validation, with ``variational_label`` naming it. Any q gives a valid bound,
+  so a model that offers several should use the one with the best validation ELBO;
+* ``train_q_differs``: a reason, when the training images' q is made another way than
+  other splits' (latent-opt's trained table against a fit with the decoder frozen):
+  IS-NLL's train - test is then n/a;
 * ``prepare_evaluation(data, samples) -> dict``: called once before a trained model
   is evaluated (ae-gmm chooses its proposal on the validation split there); the
   values it returns are recorded with the run.
@@ -68,6 +75,8 @@ class LatentVariableModel(nn.Module):
     label_conditioned: bool = False
     prior: Prior
     proposal_label: str = "q(z|x)"
+    variational_label: str | None = None  # None: the posterior's, proposal_label
+    clusters: int | None = None  # categories of the discrete latent cluster() reads, when the model has one
 
     def __init__(self, likelihood: str, n_classes: int):
         super().__init__()
@@ -88,7 +97,11 @@ class LatentVariableModel(nn.Module):
         """Called before ``split`` is evaluated; amortised models need nothing."""
 
     def proposal(self, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> Distribution:
-        """The distribution the likelihood metrics draw z from: by default the posterior."""
+        """The distribution IS-NLL draws z from: by default the posterior."""
+        return self.posterior(x, y, index)
+
+    def variational(self, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> Distribution:
+        """The q(z|x) of the ELBO columns: by default the posterior."""
         return self.posterior(x, y, index)
 
     def cluster(self, x: Tensor, y: Tensor | None = None) -> Tensor | None:
@@ -147,6 +160,17 @@ def proposal_of(model, x: Tensor, y: Tensor | None = None, index: Tensor | None 
     """``model.proposal`` where the model has one (every :class:`LatentVariableModel`), else its posterior."""
     proposal = getattr(model, "proposal", None)
     return proposal(x, y, index) if proposal is not None else model.posterior(x, y, index)
+
+
+def variational_of(model, x: Tensor, y: Tensor | None = None, index: Tensor | None = None) -> Distribution:
+    """``model.variational`` (the ELBO's q) where the model has one, else its posterior."""
+    variational = getattr(model, "variational", None)
+    return variational(x, y, index) if variational is not None else model.posterior(x, y, index)
+
+
+def variational_label_of(model) -> str:
+    """What the ELBO's q is, for the results: ``variational_label``, else the posterior's label."""
+    return getattr(model, "variational_label", None) or getattr(model, "proposal_label", None) or "q(z|x)"
 
 
 def glorot_init(model: nn.Module, train_mean: Tensor) -> None:

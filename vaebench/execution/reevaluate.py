@@ -24,7 +24,7 @@ import torch
 from vaebench.atomic import WEIGHTS_FILE, load_weights, write_json
 from vaebench.data import ImageData, prepare
 from vaebench.errors import UsageError
-from vaebench.evaluation.context import EvalContext, evaluate
+from vaebench.evaluation.context import EvalContext, declarations, evaluate
 from vaebench.execution.locking import OutLock
 from vaebench.execution.records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_csv_exact, read_json, recorded_settings
 from vaebench.execution.runner import RUN_COLUMNS, TRAINING_FIELDS, RunPlan, _append_history, build_recipe, merge_columns, run_wall_seconds
@@ -101,15 +101,9 @@ def reevaluate(
             if resume and _evaluated_so(record, run, settings):
                 result.kept.append((folder.parent.name, int(config["seed"])))
                 continue
-            key = (settings.dataset, str(data_dir), settings.binarization, settings.val_images)
-            if key not in data_cache:
-                spec = plugins.registry.get("dataset", settings.dataset)
-                data_cache[key] = prepare(spec, data_dir, settings.binarization, torch_device, settings.val_images)
-            data = data_cache[key]
+            data = data_for(settings, plugins, data_dir, torch_device, data_cache)
             seed = int(config["seed"])
-            recipe = build_recipe(run, data, seed)
-            load_weights(folder / WEIGHTS_FILE, recipe.model, torch_device)
-            recipe.model.to(torch_device)
+            recipe = rebuilt(folder, run, data, seed, torch_device)
             n_parameters = count_parameters(recipe.model)  # structural: counted as vaebench counts now
             history = read_csv_exact(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
             training = recorded_training(record, history)
@@ -152,6 +146,59 @@ def reevaluate(
     return result
 
 
+def data_for(settings: RunSettings, plugins: Plugins, data_dir: Path | None, device: torch.device, cache: dict) -> ImageData:
+    """The run's data as it was prepared for training (cached by what changes it)."""
+    key = (settings.dataset, str(data_dir), settings.binarization, settings.val_images)
+    if key not in cache:
+        spec = plugins.registry.get("dataset", settings.dataset)
+        cache[key] = prepare(spec, data_dir, settings.binarization, device, settings.val_images)
+    return cache[key]
+
+
+def rebuilt(folder: Path, run: RunPlan, data: ImageData, seed: int, device: torch.device):
+    """The run's recipe, its model holding the saved weights, on ``device``."""
+    recipe = build_recipe(run, data, seed)
+    load_weights(folder / WEIGHTS_FILE, recipe.model, device)
+    recipe.model.to(device)
+    return recipe
+
+
+@dataclass
+class SavedRun:
+    """A finished run folder brought back: its record, settings, data and model (weights loaded, eval mode)."""
+
+    folder: Path
+    config: dict
+    record: dict
+    settings: RunSettings
+    data: ImageData
+    model: torch.nn.Module
+    seed: int
+
+    def context(self, **fields) -> EvalContext:
+        """An evaluation context for this run, as ``vaebench evaluate`` builds one."""
+        return EvalContext(model=self.model, data=self.data, run_dir=self.folder, device=self.data.train.x.device,
+                           is_samples=self.settings.is_samples_resolved, is_precision=self.settings.is_precision,
+                           seed=self.seed, settings=self.settings, **fields)
+
+
+def load_run(folder: Path, plugins: Plugins, data_dir: Path | None = None, device: str = "cpu", cache: dict | None = None) -> SavedRun:
+    """A run folder's model and data, as ``vaebench evaluate`` rebuilds them (for scripts and audits)."""
+    folder = Path(folder)
+    config, record = read_json(folder / CONFIG_FILE), read_json(folder / METRICS_FILE)
+    why = _unusable(folder, config, record)
+    if why:
+        raise UsageError(f"{folder}: {why}")
+    settings = RunSettings(**{**recorded_settings(config), "data_dir": data_dir})
+    torch_device = resolve_device(device)
+    run = _run_plan(config, settings, plugins, [])
+    data = data_for(settings, plugins, data_dir, torch_device, {} if cache is None else cache)
+    seed = int(config["seed"])
+    model = rebuilt(folder, run, data, seed, torch_device).model
+    model.eval()
+    return SavedRun(folder, config, record, settings, data, model, seed)
+
+
 def recorded_training(record: dict, history: list[dict]) -> TrainingResult:
     """What the run's training measured, as its record keeps it: metrics that report training read this."""
     seconds = float(record.get("train_seconds") or 0.0)
@@ -167,10 +214,15 @@ def recorded_training(record: dict, history: list[dict]) -> TrainingResult:
 
 
 def _evaluated_so(record: dict, run: RunPlan, settings: RunSettings) -> bool:
-    """Whether ``record`` comes from an evaluate with (at least) these metrics, this K and this precision."""
+    """Whether ``record`` comes from an evaluate with (at least) these metrics, this K and this precision,
+    and holds every column those metrics declare now, as they declare it: a metric that has changed
+    what it reports since (a new column, a new meaning) is evaluated again."""
     done = record.get("evaluated_with")
-    return (isinstance(done, dict) and {m.name for m in run.metrics} <= set(done.get("metrics") or ())
-            and _same_estimate(record, settings))
+    if not (isinstance(done, dict) and {m.name for m in run.metrics} <= set(done.get("metrics") or ())
+            and _same_estimate(record, settings)):
+        return False
+    held = {c.get("name"): c for c in record.get("columns") or [] if isinstance(c, dict)}
+    return all(held.get(name) == column for metric in run.metrics for name, column in declarations(metric).items())
 
 
 def _same_estimate(record: dict, settings: RunSettings) -> bool:

@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 from vaebench.evaluation.context import Column, EvalContext
-from vaebench.models import proposal_of
+from vaebench.models import variational_of
 from vaebench.objectives import kl_to_prior
 
 GAP_IMAGES = 500
@@ -112,7 +112,7 @@ class InferenceGaps:
         split, positions = ctx.split("test", GAP_IMAGES)
         x, y = split.x, split.y
         with torch.inference_mode():
-            q0 = proposal_of(model, x, y, positions)  # the q of the model's ELBO column
+            q0 = variational_of(model, x, y, positions)  # the q of the model's ELBO column
         if not is_diagonal_gaussian(q0):
             return self._na(f"its posterior is a {type(q0).__name__}, not a diagonal Gaussian")
         q0 = Independent(Normal(q0.base_dist.loc.clone(), q0.base_dist.scale.clone()), 1)  # out of inference mode

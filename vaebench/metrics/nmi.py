@@ -29,11 +29,15 @@ def own_clusters(model, split, batch: int = 4096):
 
 class NMI:
     name = "nmi"
-    description = "NMI of the model's discrete latent (or KMeans, k = classes, on posterior means) vs labels"
+    description = "NMI vs labels of k = classes clusters: the model's discrete latent when it has that many categories, else KMeans on posterior means"
     columns = (
-        Column("nmi", "higher", "", "normalised mutual information between the test labels and the model's own discrete latent, "
-               "or KMeans clusters of posterior means (sklearn's score)", label="NMI", headline=True, digits=3),
-        Column("nmi_method", "none", "", "what the clusters came from", text=True),
+        Column("nmi", "higher", "", "normalised mutual information (sklearn's score) between the test labels and k = number of "
+               "classes clusters in every row: the model's own discrete latent when it has k categories, else KMeans (k) on "
+               "posterior means", label="NMI", headline=True, digits=3),
+        Column("nmi_method", "none", "", "what the clusters of the NMI column came from", text=True),
+        Column("nmi_own", "higher", "", "NMI of the model's own discrete latent, with as many clusters as it has categories "
+               "(nmi_own_k); n/a for models without one", label="NMI own", digits=3),
+        Column("nmi_own_k", "none", "", "categories of the model's own discrete latent", text=True, label="own k"),
     )
 
     def __call__(self, ctx: EvalContext) -> dict:
@@ -41,11 +45,16 @@ class NMI:
 
         split, positions = ctx.split("test")
         labels = split.y.cpu().numpy()
-        clusters = own_clusters(ctx.model, split)
-        if clusters is not None:
-            method = "own discrete latent"
-        else:
-            codes = posterior_means(ctx, split, positions).numpy()
-            clusters = kmeans_assignments(codes, ctx.data.n_classes)
-            method = f"kmeans(k={ctx.data.n_classes}, seed={KMEANS_SEED}) on posterior means"
-        return {"nmi": float(normalized_mutual_info_score(labels, clusters)), "nmi_method": method}
+        classes = ctx.data.n_classes
+        own = own_clusters(ctx.model, split)
+        own_k = getattr(ctx.model, "clusters", None)
+        values = {"nmi_own": None, "nmi_own_k": None}
+        if own is not None:
+            values.update(nmi_own=float(normalized_mutual_info_score(labels, own)), nmi_own_k=own_k)
+        if own is not None and own_k == classes:
+            values.update(nmi=values["nmi_own"], nmi_method=f"own discrete latent ({classes} categories)")
+            return values
+        codes = posterior_means(ctx, split, positions).numpy()
+        values["nmi"] = float(normalized_mutual_info_score(labels, kmeans_assignments(codes, classes)))
+        values["nmi_method"] = f"kmeans(k={classes}, seed={KMEANS_SEED}) on posterior means"
+        return values

@@ -25,8 +25,11 @@ log = logging.getLogger("vaebench.leaderboard")
 
 METRICS_FILE = "metrics.json"
 SORT_BY = ("is_nll", "neg_elbo")  # the rank column: the first of these the runs have
+CONVERGENCE = {"is_nll": "is_nll_k_change"}  # how much an estimate still moved with more samples: gaps below it are ties
 # the settings every caption states; a setting that differs between rows is listed as mixed
 CAPTION_SETTINGS = ("dataset", "binarization", "budget_unit", "epochs", "steps", "seconds", "select_epoch", "is_samples", "is_precision")
+# rows that differ in any of these were measured on different test data: they are not ranked
+COMPARABLE_ON = ("dataset", "binarization", "test_binarization_seed")
 DESCRIPTIVE = ["variant", "prior", "objective", "dataset", "budget", "budget_unit", "epochs", "steps", "seconds", "batch_size", "lr",
                "latent_dim", "hidden", "binarization", "select_epoch", "device", "test_binarization_seed", "selection", "note"]
 
@@ -110,7 +113,8 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     sort_by = next((c for c in SORT_BY if c in board and board[c].notna().any()), None)
     if sort_by is not None:
         board = board.sort_values(sort_by, na_position="last", kind="stable").reset_index(drop=True)
-        board.insert(1, "rank", _ranks(board, sort_by))
+        # rows measured on different test data are not ranked against each other
+        board.insert(1, "rank", _ranks(board, sort_by) if comparable(board) else [""] * len(board))
     front = ["run", "rank", "variant", "dataset", "status", "seeds"]
     numeric_order = []
     for name, column in columns.items():
@@ -120,25 +124,41 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     return board[order + [c for c in board.columns if c not in order]]
 
 
+def _distinct(board: pd.DataFrame, column: str) -> list[str]:
+    """The different known values ``column`` has across rows (a missing field is not another value)."""
+    if column not in board:
+        return []
+    return sorted({_plain(v) for v in board[column] if not (v is None or (isinstance(v, float) and math.isnan(v)))})
+
+
+def comparable(board: pd.DataFrame) -> bool:
+    """Whether every row was measured on the same test data, so that ranking the rows means something."""
+    return all(len(_distinct(board, c)) <= 1 for c in COMPARABLE_ON)
+
+
 def _ranks(board: pd.DataFrame, column: str) -> list[str]:
     """Competition ranks by ``column`` (lower is better), a row tied with the one above it when
-    their mean ± std intervals overlap: differences smaller than the spread over seeds are not
-    rankings. Tied rows share the rank and are marked '='."""
+    their mean ± std intervals overlap, or when their gap is smaller than either row's estimator
+    change (``CONVERGENCE``: IS-NLL's fall from K/5 to K samples): differences smaller than the
+    spread over seeds, or than what more samples would still move, are not rankings. Tied rows
+    share the rank and are marked '='."""
     ranks, previous, tie_rank = [], None, 0
     for i, row in board.iterrows():
         value, spread = row[column], row.get(column + "_std", math.nan)
         spread = 0.0 if pd.isna(spread) else spread
+        change = row.get(CONVERGENCE.get(column, ""), math.nan)
+        change = 0.0 if pd.isna(change) else abs(change)
         if pd.isna(value):
             ranks.append("")
             continue
-        if previous is not None and value - spread <= previous[0] + previous[1]:
+        if previous is not None and (value - spread <= previous[0] + previous[1] or value - previous[0] < max(change, previous[2])):
             ranks.append(f"{tie_rank}=")
             if not ranks[-2].endswith("="):
                 ranks[-2] = ranks[-2] + "="
         else:
             tie_rank = i + 1
             ranks.append(str(tie_rank))
-        previous = (value, spread)
+        previous = (value, spread, change)
     return ranks
 
 
@@ -224,30 +244,55 @@ def _shared_caption(board: pd.DataFrame, column: str, default: str = "n/a", know
 
 
 def _seeds_phrase(board: pd.DataFrame) -> str:
-    seeds = _shared_caption(board, "seed_list")
+    seeds = _distinct(board, "seed_list")
     counts = set(board["seeds"]) if "seeds" in board else set()
     if counts == {1}:
-        return f"one seed ({seeds}) per row, so no spread is shown"
-    return f"mean ± sample std (ddof = 1) over seeds {seeds}"
+        return f"one seed ({', '.join(seeds)}) per row, so no spread is shown"
+    if len(seeds) > 1:
+        return "mean ± sample std (ddof = 1) over each row's seeds (the seeds column counts them; a row of one seed shows no spread)"
+    return f"mean ± sample std (ddof = 1) over seeds {seeds[0] if seeds else 'n/a'}"
+
+
+def _data_phrase(board: pd.DataFrame) -> str:
+    test_seed = _shared_caption(board, "test_binarization_seed", known_only=True)
+    held_out = f" (held-out splits binarised once with seed {test_seed})" if test_seed not in ("n/a", "None") and "mixed" not in test_seed else ""
+    phrase = f"Dataset {_shared_caption(board, 'dataset')}, binarization {_shared_caption(board, 'binarization')}{held_out}."
+    if not comparable(board):
+        phrase += " The rows were measured on different test data, so they are not ranked against each other."
+    return phrase
+
+
+def _budget_phrase(board: pd.DataFrame) -> str:
+    unit = _shared_caption(board, "budget_unit", "epochs")
+    budget_value = _shared_caption(board, unit if unit in ("epochs", "steps", "seconds") else "epochs")
+    selection = _shared_caption(board, "select_epoch")
+    if "mixed" in unit or "mixed" in budget_value or "mixed" in selection:
+        return ("Budgets and the evaluated epoch differ between rows: each row's setting states its own, "
+                "and the rows whose selection is not the best validation epoch say so below.")
+    chosen = "best validation epoch" if selection == "best-val" else f"{selection} epoch"
+    return f"Budget {budget_value} {unit} per run, the {chosen} evaluated (rows whose selection differs say so below)."
+
+
+def _rank_phrase(board: pd.DataFrame) -> str:
+    if "is_nll_k_change" in board and board["is_nll_k_change"].notna().any():
+        return ("Rank by IS-NLL; '=' marks rows tied with the next: their mean ± std over seeds overlap, or their gap is smaller "
+                "than either row's IS-NLL change from K/5 to K samples (K/5 - K), which the estimate might still move with more "
+                "samples. Tied rows are not ranked against each other.")
+    return "Rank by IS-NLL; '=' marks rows whose mean ± std overlaps the next row's: differences smaller than the spread over seeds are not rankings."
 
 
 def caption(board: pd.DataFrame) -> str:
-    """The table note: the settings the rows share (or that they are mixed), seeds, and how to read ranks."""
-    unit = _shared_caption(board, "budget_unit", "epochs")
-    budget_value = _shared_caption(board, unit if unit in ("epochs", "steps", "seconds") else "epochs")
+    """The table note: the settings the rows share (or that they differ), seeds, and how to read ranks."""
     precision = _shared_caption(board, "is_precision", "float32")
-    binarization = _shared_caption(board, "binarization")
-    test_seed = _shared_caption(board, "test_binarization_seed", known_only=True)
     parts = [
-        f"Dataset {_shared_caption(board, 'dataset')}, binarization {binarization}"
-        + (f" (held-out splits binarised once with seed {test_seed})" if test_seed not in ("n/a", "None") else "") + ".",
-        f"Budget {budget_value} {unit} per run, the {'best validation epoch' if _shared_caption(board, 'select_epoch') == 'best-val' else _shared_caption(board, 'select_epoch') + ' epoch'} evaluated"
-        " (rows whose selection differs say so below).",
+        _data_phrase(board),
+        _budget_phrase(board),
         f"IS-NLL with K = {_shared_caption(board, 'is_samples')}{'' if precision == 'float32' else f' (decoder in {precision})'} on the test split"
         + (" (the K column gives each row's)." if _mixed_k(board) else "."),
         f"Nats per image; {_seeds_phrase(board)}.",
-        "Rank by IS-NLL; '=' marks rows whose mean ± std overlaps the next row's: differences smaller than the spread over seeds are not rankings.",
     ]
+    if comparable(board):
+        parts.append(_rank_phrase(board))
     return " ".join(parts)
 
 
