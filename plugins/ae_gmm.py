@@ -182,7 +182,8 @@ class AEGMM(Variant):
         return Recipe(
             model, Reconstruction(), latent=f"deterministic {s.latent_dim}-d + GMM({o['components']})", post_training=fit_gmm,
             validation=ValidationReconstruction(),  # no prior before the GMM fit, so no ELBO to validate on
-            note="likelihoods use a defensive mixture of an encoder-centred Gaussian and the GMM prior, chosen on validation",
+            note=("the ELBO's q and IS-NLL's proposal are each chosen on validation among encoder-centred Gaussians, "
+                  "their defensive mixtures with the GMM prior, and the prior (elbo_q, is_proposal)"),
         )
 
 

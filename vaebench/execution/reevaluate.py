@@ -121,10 +121,11 @@ def reevaluate(
             updated.update(evaluation.values)
             updated.update({name: record[name] for name in TRAINING_FIELDS if name in record})  # evaluating never changes them
             updated["n_parameters"] = n_parameters
+            updated.update(note=recipe.note, latent=recipe.latent)  # what the variant says of itself now, as the values do
             updated.update(is_samples=settings.is_samples_resolved, is_precision=settings.is_precision)
             ran = {m.name for m in run.metrics}
-            kept_columns = [c for c in record.get("columns") or [] if c.get("metric") not in ran]  # a metric run again redeclares its own
-            updated["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], kept_columns, evaluation.columns)
+            updated["columns"] = merge_columns([c.as_dict() for c in RUN_COLUMNS], *columns_in_place(record.get("columns") or [], ran, evaluation.columns,
+                                                                                          plugins.registry.names("metric")))
             updated["metric_errors"] = {**{k: v for k, v in (record.get("metric_errors") or {}).items() if k not in {m.name for m in run.metrics}},
                                         **evaluation.errors}
             held = _evaluated_metrics(config, record, run, settings)
@@ -144,6 +145,20 @@ def reevaluate(
         all_figures(out)
     result.board = board
     return result
+
+
+def columns_in_place(before: list[dict], ran: set[str], fresh: dict[str, dict], order: list[str]) -> list[list[dict]]:
+    """The record's column declarations, metric by metric in ``order`` (the metrics' registration order,
+    which a run's own evaluation follows; metrics not in it keep their place after): a metric run
+    again brings its new declarations, and the columns it no longer declares leave."""
+    groups: dict[str | None, list[dict]] = {}
+    for column in before:
+        if column.get("metric") not in ran:
+            groups.setdefault(column.get("metric"), []).append(column)
+    for column in fresh.values():
+        groups.setdefault(column.get("metric"), []).append(column)
+    rank = {name: i for i, name in enumerate(order)}
+    return [groups[m] for m in sorted(groups, key=lambda m: rank.get(m, len(rank)))]
 
 
 def data_for(settings: RunSettings, plugins: Plugins, data_dir: Path | None, device: torch.device, cache: dict) -> ImageData:
