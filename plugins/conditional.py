@@ -51,7 +51,7 @@ class Conditional(Variant):
         s, o = context.settings, context.options
         model = ConditionalVAE(
             context.x_dim, s.hidden, s.latent_dim, StandardNormalPrior(s.latent_dim), s.likelihood, context.n_classes,
-            condition_encoder=o["condition_encoder"], condition_decoder=True, activation=s.activation,
+            condition_encoder=o["condition_encoder"], condition_decoder=True, activation=s.activation, logvar_range=s.logvar_range,
         )
         objective = ELBO() if o["beta"] == 1.0 else WeightedKL(Constant(o["beta"]))
         encoder = "encoder and decoder get onehot(y)" if o["condition_encoder"] else "decoder gets onehot(y), as in reference 001"

@@ -23,7 +23,7 @@ class Gaussian(Variant):
     def build(self, context: BuildContext) -> Recipe:
         s = context.settings
         prior = context.prior or StandardNormalPrior(s.latent_dim)
-        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation)
+        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation, logvar_range=s.logvar_range)
         latent = f"{getattr(prior, 'label', 'N(0,I)')} {s.latent_dim}-d"
         return Recipe(model, context.objective or ELBO(), latent=latent)
 

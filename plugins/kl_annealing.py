@@ -40,7 +40,7 @@ class KLAnnealing(Variant):
         if context.epochs is None:
             raise UsageError("kl-annealing schedules its KL weight over epochs; give its runs an epoch budget, not --steps or --seconds")
         prior = context.prior or StandardNormalPrior(s.latent_dim)
-        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation)
+        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation, logvar_range=s.logvar_range)
         schedule = self.schedule(context.epochs, context.options)
         note = f"KL weight 0 for {schedule.warmup_epochs} epochs, then 1 after {schedule.warmup_epochs + schedule.anneal_epochs}"
         return Recipe(model, WeightedKL(schedule), latent=f"{getattr(prior, 'label', 'N(0,I)')} {s.latent_dim}-d", note=note)

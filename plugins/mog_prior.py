@@ -31,7 +31,7 @@ class MoGPrior(Variant):
     def build(self, context: BuildContext) -> Recipe:
         s, k = context.settings, context.options["components"]
         prior = MixturePrior(s.latent_dim, k)
-        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation)
+        model = GaussianVAE(context.x_dim, s.hidden, s.latent_dim, prior, s.likelihood, context.n_classes, activation=s.activation, logvar_range=s.logvar_range)
         return Recipe(model, context.objective or ELBO(), latent=f"MoG(K={k}) {s.latent_dim}-d")
 
 

@@ -24,6 +24,11 @@ reference = {{ source = "a paper, Table 1", value = 25.0, samples = 30, epochs =
 variant = "gaussian"
 epochs = 2
 reference = {{ source = "a paper, Table 2", value = 24.0, samples = {k}, epochs = 10 }}
+[runs.early]
+variant = "gaussian"
+epochs = 300
+patience = 1
+reference = {{ source = "a paper that stops early, Table 3", value = 24.0, samples = 30, epochs = 300 }}
 '''
 
 
@@ -37,6 +42,9 @@ def test_a_reproduction_reports_ours_at_the_references_k_the_delta_and_shortened
     assert other["reference_samples"] == 200 and other["is_nll_reference_k"] != other["is_nll"]
     assert other["reproduction"] == "shortened: 2 of 10 epochs"
     assert "2 epochs" in other["setting"] and "latent 3" in other["setting"]
+    early = metrics_of(tmp_path / "out", "early")  # its schedule is its patience rule: stopped by it, the run is complete
+    assert early["stopped_early"] and early["epochs_run"] < 300
+    assert early["reproduction"] == f"complete, stopped early after {early['epochs_run']} epochs"
     board = pd.read_csv(tmp_path / "out/leaderboard.csv").set_index("run")
     assert board.loc["other-k", "reference"] == "a paper, Table 2"
     assert board.loc["same-k", "delta"] == pytest.approx(same["delta"])
@@ -47,12 +55,12 @@ def test_evaluate_measures_a_reproduction_again_and_a_plain_run_has_none(tmp_pat
     suite.write_text(SUITE.format(k=200) + '[runs.plain]\nvariant = "gaussian"\nepochs = 2\n')
     out = tmp_path / "out"
     assert main(["run", "--suite", str(suite), "--out", str(out), "-q"]) == 0
-    first = {run: metrics_of(out, run) for run in ("same-k", "other-k", "plain")}
+    first = {run: metrics_of(out, run) for run in ("same-k", "other-k", "early", "plain")}
     # a record from before config.json kept the published reference apart from the variant's literature
     config = out / "runs/other-k/seed-0/config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "reference": "Kingma & Welling 2014"}))
     assert main(["evaluate", str(out), "--metrics", "reference_nll", "-q"]) == 0
-    for run in ("same-k", "other-k", "plain"):
+    for run in ("same-k", "other-k", "early", "plain"):  # "early" stays complete: the record keeps why it stopped
         again = metrics_of(out, run)
         assert again["metric_errors"] == {}, again["metric_errors"]
         assert set(again["evaluated_with"]["metrics"]) == {"is_nll", "reference_nll"}  # both values are held

@@ -20,6 +20,7 @@ from torch import Tensor
 from vaebench.errors import UsageError, first_line
 
 BINARIZATIONS = ("dynamic", "static", "threshold", "none")
+VAL_SPLITS = ("random", "last")
 SPLIT_SEED = 0  # splits never depend on the run's seed
 TEST_BINARIZATION_SEED = 1234  # held-out splits are binarised once, identically for every run
 
@@ -148,14 +149,19 @@ def apply_policy(x: Tensor, policy: str, seed: int) -> Tensor:
     raise UsageError(f"unknown binarization '{policy}'; choose one of {', '.join(BINARIZATIONS)}")
 
 
-def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device: torch.device, val_images: int | None = None) -> ImageData:
+def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device: torch.device, val_images: int | None = None,
+            val_split: str = "random") -> ImageData:
     """Load ``spec``, split it with the fixed split seed and move it to ``device``.
 
     ``val_images`` holds that many training images out for validation instead of the
     dataset's ``val_fraction`` (for example 10,000 to match the 50k/10k/10k split of
-    the binarised-MNIST literature). A dataset with its own validation split keeps it
-    (``val_images`` must then be ``None`` or its size).
+    the binarised-MNIST literature). ``val_split`` says which: a random subset drawn with
+    the fixed split seed, or (``"last"``) the last ones in the source's order, as
+    Tomczak & Welling 2018's code holds out MNIST's last 10,000 training images. A dataset
+    with its own validation split keeps it (``val_images`` must then be ``None`` or its size).
     """
+    if val_split not in VAL_SPLITS:
+        raise UsageError(f"unknown validation split '{val_split}'; choose one of {', '.join(VAL_SPLITS)}")
     if binarization not in BINARIZATIONS:
         raise UsageError(f"unknown binarization '{binarization}'; choose one of {', '.join(BINARIZATIONS)}")
     raw = spec.load(data_dir)
@@ -173,10 +179,13 @@ def prepare(spec: DatasetSpec, data_dir: Path | None, binarization: str, device:
             raise UsageError(f"{spec.name} has a fixed validation split of {len(raw.val_x):,} images; drop --val-images {val_images}")
         val_x, val_y, train_x, train_y = raw.val_x.float(), raw.val_y.long(), x, y
     else:
-        order = torch.randperm(len(x), generator=generator)
         n_val = int(round(spec.val_fraction * len(x))) if val_images is None else int(val_images)
         if not 0 < n_val < len(x):
             raise UsageError(f"--val-images {n_val} leaves no training or no validation images ({len(x)} in all); choose fewer")
+        if val_split == "last":
+            order = torch.cat([torch.arange(len(x) - n_val, len(x)), torch.arange(len(x) - n_val)])
+        else:
+            order = torch.randperm(len(x), generator=generator)
         val_x, val_y = x[order[:n_val]], y[order[:n_val]]
         train_x, train_y = x[order[n_val:]], y[order[n_val:]]
 

@@ -23,6 +23,8 @@ Optional capabilities, all with safe defaults here:
 * ``train_q_differs``: a reason, when the training images' q is made another way than
   other splits' (latent-opt's trained table against a fit with the decoder frozen):
   IS-NLL's train - test is then n/a;
+* ``logvar_range``: the (lo, hi) its encoder clips log sigma^2 to; a model that honours the
+  ``logvar_range`` setting sets it (the runner refuses the setting for one that does not);
 * ``prepare_evaluation(data, samples) -> dict``: called once before a trained model
   is evaluated (ae-gmm chooses its proposal on the validation split there); the
   values it returns are recorded with the run.
@@ -42,15 +44,36 @@ from vaebench.distributions.validation import UNCHECKED
 from vaebench.distributions.priors import Prior
 
 
+class GatedDense(nn.Module):
+    """A gated linear unit, h(x) * sigmoid(g(x)) with two linear maps h and g (Dauphin et al. 2017),
+    the hidden layer of Tomczak & Welling 2018's code (``GatedDense``, h without an activation)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.h = nn.Linear(in_features, out_features)
+        self.g = nn.Linear(in_features, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+HIDDEN_LAYERS = (*ACTIVATIONS, "gated")
 
 
 def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
-    """Linear layers of ``sizes`` with ``activation`` (relu or tanh) between them (none after the last)."""
+    """Layers of ``sizes``: linear maps with ``activation`` (relu or tanh) between them, or with
+    ``"gated"`` every hidden layer a :class:`GatedDense`; the last layer is linear either way."""
+    if activation not in HIDDEN_LAYERS:
+        raise ValueError(f"activation must be one of {HIDDEN_LAYERS}, got {activation!r}")
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        hidden = i < len(sizes) - 2
+        if activation == "gated" and hidden:
+            layers.append(GatedDense(a, b))
+            continue
         layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
+        if hidden:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
@@ -63,9 +86,12 @@ def use_prior(model: nn.Module, prior: Prior) -> Prior:
     return prior
 
 
-def gaussian_from(params: Tensor) -> Distribution:
-    """Split ``[..., 2D]`` into (mu, log sigma^2) and return N(mu, diag sigma^2)."""
+def gaussian_from(params: Tensor, logvar_range: Sequence[float] = ()) -> Distribution:
+    """Split ``[..., 2D]`` into (mu, log sigma^2) and return N(mu, diag sigma^2); with
+    ``logvar_range`` (lo, hi) the log-variance passes a hard tanh into [lo, hi] first."""
     mu, logvar = params.chunk(2, dim=-1)
+    if logvar_range:
+        logvar = F.hardtanh(logvar, *logvar_range)
     return Independent(Normal(mu, torch.exp(0.5 * logvar), **UNCHECKED), 1, **UNCHECKED)
 
 
@@ -117,6 +143,7 @@ class GaussianVAE(LatentVariableModel):
 
     ``prior`` defaults to N(0, I). With ``condition_decoder`` (and optionally
     ``condition_encoder``) the networks also get onehot(y): the conditional VAE.
+    ``logvar_range`` (lo, hi) clips the encoder's log sigma^2 with a hard tanh.
     """
 
     def __init__(
@@ -130,8 +157,10 @@ class GaussianVAE(LatentVariableModel):
         condition_encoder: bool = False,
         condition_decoder: bool = False,
         activation: str = "relu",
+        logvar_range: Sequence[float] = (),
     ):
         super().__init__(likelihood, n_classes)
+        self.logvar_range = tuple(logvar_range)
         self.condition_encoder = condition_encoder
         self.condition_decoder = condition_decoder
         self.label_conditioned = condition_encoder or condition_decoder
@@ -145,7 +174,7 @@ class GaussianVAE(LatentVariableModel):
     def posterior(self, x, y=None, index=None):
         if self.condition_encoder:
             x = torch.cat([x, self.onehot(y)], dim=-1)
-        return gaussian_from(self.encoder(x))
+        return gaussian_from(self.encoder(x), self.logvar_range)
 
     def decode(self, z, y=None):
         if self.condition_decoder:
@@ -171,6 +200,15 @@ def variational_of(model, x: Tensor, y: Tensor | None = None, index: Tensor | No
 def variational_label_of(model) -> str:
     """What the ELBO's q is, for the results: ``variational_label``, else the posterior's label."""
     return getattr(model, "variational_label", None) or getattr(model, "proposal_label", None) or "q(z|x)"
+
+
+def he_init(model: nn.Module) -> None:
+    """Tomczak & Welling 2018's initialisation (their code's ``he_init``): every ``nn.Linear``'s
+    weight drawn from N(0, 2 / fan_in), biases left at PyTorch's default."""
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module) is nn.Linear:
+                module.weight.normal_(0.0, (2.0 / module.in_features) ** 0.5)
 
 
 def glorot_init(model: nn.Module, train_mean: Tensor) -> None:

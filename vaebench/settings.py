@@ -62,6 +62,9 @@ class RunSettings(BaseModel):
         "dynamic", "pixels: a Bernoulli draw per batch (dynamic), one draw (static), x >= 0.5 (threshold), grey (none)", "dynamic, static, threshold or none"
     )
     val_images: int | None = setting(None, "validation images held out of the training split (default: the dataset's split)", "a positive whole number", gt=0)
+    val_split: Literal["random", "last"] = setting(
+        "random", "which training images are held out for validation: a fixed-seed random subset, or the last ones (Tomczak & Welling 2018: the last 10,000)", "random or last"
+    )
     # --- budget
     budget: Literal["smoke", "quick", "standard"] = setting("quick", "preset for epochs and K: smoke (2, 100), quick (50, 1000), standard (100, 5000)", "smoke, quick or standard")
     epochs: int | None = setting(None, "training epochs (default: the budget's)", "a positive whole number", gt=0)
@@ -69,14 +72,21 @@ class RunSettings(BaseModel):
     seconds: float | None = setting(None, "train for this many seconds of training time instead of epochs", "a finite positive number of seconds", gt=0)
     # --- networks
     hidden: PositiveInts = setting((400,), "hidden layer widths of encoder and decoder (mirrored), e.g. 400 or 512,256", "comma-separated positive widths", flag_metavar="W[,W...]")
-    activation: Literal["relu", "tanh"] = setting("relu", "nonlinearity between hidden layers", "relu or tanh")
-    init: Literal["torch", "glorot"] = setting(
-        "torch", "weights: PyTorch's default, or Glorot-uniform, output bias at logit(mean image) (Burda et al. 2016's code)", "torch or glorot"
+    activation: Literal["relu", "tanh", "gated"] = setting(
+        "relu", "hidden layers: linear then relu or tanh, or gated linear units h(x)*sigmoid(g(x)) (Tomczak & Welling 2018's GatedDense)", "relu, tanh or gated"
+    )
+    init: Literal["torch", "glorot", "he"] = setting(
+        "torch", "weights: PyTorch's default; Glorot-uniform, output bias at logit(mean image) (Burda et al. 2016's code); or N(0, 2/fan_in) (Tomczak & Welling 2018's code)", "torch, glorot or he"
     )
     latent_dim: int = setting(20, "size of the continuous latent", "a positive whole number", gt=0)
     likelihood: Literal["bernoulli", "gaussian"] = setting("bernoulli", "pixel likelihood p(x|z)", "bernoulli or gaussian")
+    logvar_range: tuple[float, ...] = setting(
+        (), "clip the encoder's log sigma^2 into [lo, hi] with a hard tanh, e.g. --logvar-range=-6,2 (Tomczak & Welling 2018's code); empty: unclipped", "two numbers lo,hi with lo < hi", flag_metavar="LO,HI"
+    )
     # --- optimisation
-    optimizer: Literal["adam", "adamax", "sgd"] = setting("adam", "optimizer", "adam, adamax or sgd")
+    optimizer: Literal["adam", "adam-normgrad", "adamax", "sgd"] = setting(
+        "adam", "optimizer; adam-normgrad is Adam on each tensor's gradient divided by its norm (Tomczak & Welling 2018's AdamNormGrad)", "adam, adam-normgrad, adamax or sgd"
+    )
     lr: float = setting(1e-3, "learning rate", "a finite positive number", gt=0)
     adam_beta1: float = setting(0.9, "Adam's beta1 (Burda et al. 2016's code: 0.99; beta2 is 0.999)", "a number in [0, 1)", ge=0, lt=1)
     adam_eps: float = setting(1e-8, "Adam's epsilon (Burda et al. 2016: 1e-4)", "a finite positive number", gt=0)
@@ -110,6 +120,13 @@ class RunSettings(BaseModel):
     def _widths(cls, value):
         if not value or any(w <= 0 for w in value):
             raise ValueError("needs at least one width, each positive")
+        return value
+
+    @field_validator("logvar_range")
+    @classmethod
+    def _logvar_range(cls, value):
+        if value and (len(value) != 2 or not all(math.isfinite(v) for v in value) or not value[0] < value[1]):
+            raise ValueError("needs two finite numbers lo,hi with lo < hi")
         return value
 
     @field_validator("lr_milestones")
@@ -178,7 +195,7 @@ class FieldInfo:
     identity: bool
     metavar: str | None
     choices: tuple[str, ...] | None
-    kind: str  # "int", "float", "str", "path", "ints", "strs"
+    kind: str  # "int", "float", "str", "path", "ints", "floats", "strs"
 
     @property
     def flag(self) -> str:
@@ -192,7 +209,7 @@ def _kind(annotation) -> tuple[str, tuple[str, ...] | None]:
     if get_origin(inner) is Literal:
         return "str", tuple(get_args(inner))
     if get_origin(inner) is tuple:
-        return ("ints" if get_args(inner)[0] is int else "strs"), None
+        return {int: "ints", float: "floats"}.get(get_args(inner)[0], "strs"), None
     if inner is Path:
         return "path", None
     return {int: "int", float: "float", str: "str"}[inner], None
@@ -213,12 +230,14 @@ FIELDS: dict[str, FieldInfo] = _fields()
 def parse_text(name: str, text: str) -> Any:
     """A flag's text as the Python value its setting takes (lists split on commas); validation comes later."""
     kind = FIELDS[name].kind
-    if kind in ("ints", "strs"):
+    if kind in ("ints", "floats", "strs"):
+        if kind == "floats" and not text.strip():
+            return ()  # an empty range: the setting's "off"
         items = [item.strip() for item in text.split(",")]
         if kind == "strs":
             return tuple(items)
         try:
-            return tuple(int(item) for item in items)
+            return tuple((int if kind == "ints" else float)(item) for item in items)
         except ValueError:
             return text  # rejected with the accepted values by validation
     return text

@@ -163,10 +163,10 @@ def columns_in_place(before: list[dict], ran: set[str], fresh: dict[str, dict], 
 
 def data_for(settings: RunSettings, plugins: Plugins, data_dir: Path | None, device: torch.device, cache: dict) -> ImageData:
     """The run's data as it was prepared for training (cached by what changes it)."""
-    key = (settings.dataset, str(data_dir), settings.binarization, settings.val_images)
+    key = (settings.dataset, str(data_dir), settings.binarization, settings.val_images, settings.val_split)
     if key not in cache:
         spec = plugins.registry.get("dataset", settings.dataset)
-        cache[key] = prepare(spec, data_dir, settings.binarization, device, settings.val_images)
+        cache[key] = prepare(spec, data_dir, settings.binarization, device, settings.val_images, settings.val_split)
     return cache[key]
 
 
@@ -224,6 +224,7 @@ def recorded_training(record: dict, history: list[dict]) -> TrainingResult:
         history=history, train_seconds=seconds, train_images=int(images or 0),
         epochs_run=int(record.get("epochs_run") or len(history)), selected_epoch=record.get("selected_epoch"),
         steps_run=int(record.get("steps_run") or 0), wall_seconds=record.get("train_wall_seconds"),
+        best_epoch=record.get("best_epoch"), stopped_early=bool(record.get("stopped_early", False)),
         peak_memory_mb=record.get("peak_memory_mb"), peak_memory_method=record.get("peak_memory_method"),
     )
 

@@ -53,7 +53,7 @@ from vaebench.reporting.leaderboard import leaderboard, run_records, write_leade
 from vaebench.settings import RunSettings
 from vaebench.suite import RunSpec, Suite, resolve_device
 from vaebench.components import split_run_options
-from vaebench.models import glorot_init
+from vaebench.models import glorot_init, he_init
 from vaebench.variant import BuildContext, count_parameters
 
 log = logging.getLogger("vaebench.runner")
@@ -138,13 +138,13 @@ class Plan:
 
 
 def _data_key(settings: RunSettings) -> tuple:
-    return (settings.dataset, str(settings.data_dir), settings.binarization, settings.val_images)
+    return (settings.dataset, str(settings.data_dir), settings.binarization, settings.val_images, settings.val_split)
 
 
 def load_data(settings: RunSettings, plugins: Plugins, device: torch.device) -> dict[tuple, ImageData]:
     """The data a run with ``settings`` trains on, by its key in :attr:`Plan.data`."""
     s = settings
-    return {_data_key(s): prepare(plugins.registry.get("dataset", s.dataset), s.data_dir, s.binarization, device, s.val_images)}
+    return {_data_key(s): prepare(plugins.registry.get("dataset", s.dataset), s.data_dir, s.binarization, device, s.val_images, s.val_split)}
 
 
 def callbacks_of(plugins: Plugins, trackers: tuple[str, ...] = ()) -> tuple:
@@ -202,8 +202,13 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
     prior = run.prior.build(BuildContext(options=run.options[run.prior.name], **common)) if run.prior else None
     objective = run.objective.build(BuildContext(options=run.options[run.objective.name], **common)) if run.objective else None
     recipe = run.variant.build(BuildContext(options=run.options[run.variant.name], prior=prior, objective=objective, **common))
+    if settings.logvar_range and tuple(getattr(recipe.model, "logvar_range", ())) != tuple(settings.logvar_range):
+        raise UsageError(f"run '{run.spec.name}': variant '{run.variant.name}' does not clip its encoder's log-variance; "
+                         f"drop --logvar-range (the Gaussian-encoder variants honour it)")
     if settings.init == "glorot":
         glorot_init(recipe.model, data.train.x.mean(dim=0))
+    elif settings.init == "he":
+        he_init(recipe.model)
     return recipe
 
 

@@ -200,7 +200,26 @@ def default_param_groups(model: torch.nn.Module) -> Callable[[float], list[dict]
     return lambda lr: [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
 
 
-OPTIMIZERS = ("adam", "adamax", "sgd")
+OPTIMIZERS = ("adam", "adam-normgrad", "adamax", "sgd")
+
+
+class AdamNormGrad(torch.optim.Adam):
+    """Adam on normalised gradients: each parameter tensor's gradient is first divided by its
+    own L2 norm plus 1e-7 (Tomczak & Welling 2018's code, ``utils/optimizer.py``), then the
+    plain (bias-corrected) Adam update follows."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.div_(torch.linalg.vector_norm(p.grad) + 1e-7)
+        super().step()
+        return loss
 
 
 def make_optimizer(name: str, groups: list[dict], beta1: float = 0.9, eps: float = 1e-8) -> torch.optim.Optimizer:
@@ -209,6 +228,8 @@ def make_optimizer(name: str, groups: list[dict], beta1: float = 0.9, eps: float
     # loop is a large share of a small model's training step on the CPU.
     if name == "adam":
         return torch.optim.Adam(groups, betas=(beta1, 0.999), eps=eps, fused=True)
+    if name == "adam-normgrad":
+        return AdamNormGrad(groups, betas=(beta1, 0.999), eps=eps, foreach=True)
     if name == "adamax":
         return torch.optim.Adamax(groups, betas=(beta1, 0.999), eps=eps, foreach=True)
     if name == "sgd":

@@ -86,7 +86,7 @@ def _refusal(optimizer, objective, grad_clip, device) -> str:
         return "VAEBENCH_FAST=0"
     if device.type != "cpu":
         return f"the compiled step is measured on the CPU only; {device.type} trains eagerly with fused Adam"
-    if not isinstance(optimizer, torch.optim.Adam):
+    if type(optimizer) is not torch.optim.Adam:  # a subclass (AdamNormGrad) changes the update
         return f"the compiled step implements Adam; {type(optimizer).__name__} trains eagerly"
     if len(optimizer.param_groups) != 1:
         return "the variant has its own optimizer parameter groups"

@@ -6,7 +6,8 @@ importance samples it was estimated with, and the epochs it was trained for. Thi
 estimates the run's IS-NLL at the reference's own K on the test split (the ``is_nll`` column
 keeps the run's K, 5000 in standard runs), and reports the difference ours - published.
 A run trained for fewer epochs than the reference is labelled shortened: its row is a
-measurement, never a reproduction.
+measurement, never a reproduction. A reference whose schedule ends by early stopping gives its
+most epochs as ``epochs``; a run that its own patience rule stopped before them is complete.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ReferenceNLL:
         Column("reference_samples", "none", "", "the importance samples K the reference used", text=True),
         Column("is_nll_reference_k", "lower", "nats", "our IS-NLL on the test split at the reference's K", label="IS-NLL at ref. K"),
         Column("delta", "none", "nats", "ours - published, both at the reference's K"),
-        Column("reproduction", "none", "", "complete, or shortened (fewer epochs than the reference)", text=True),
+        Column("reproduction", "none", "", "complete (the whole schedule, or stopped by its early-stopping rule), or shortened", text=True),
         Column("setting", "none", "", "architecture, latent size, batch, optimiser and schedule, epochs, binarisation", text=True),
     )
 
@@ -59,13 +60,15 @@ class ReferenceNLL:
             nll = float(-result["log_px"].mean())
         epochs_run = ctx.training.epochs_run if ctx.training is not None else None
         target = reference.get("epochs")
-        complete = target is None or (epochs_run is not None and epochs_run >= target)
+        stopped_early = bool(getattr(ctx.training, "stopped_early", False))
+        complete = target is None or stopped_early or (epochs_run is not None and epochs_run >= target)
+        status = f"complete, stopped early after {epochs_run} epochs" if stopped_early else "complete"
         return {
             "reference": reference["source"],
             "reference_value": float(reference["value"]),
             "reference_samples": k,
             "is_nll_reference_k": nll,
             "delta": nll - float(reference["value"]),
-            "reproduction": "complete" if complete else f"shortened: {epochs_run} of {target} epochs",
+            "reproduction": status if complete else f"shortened: {epochs_run} of {target} epochs",
             "setting": describe_setting(ctx.settings, epochs_run, ctx.values.get("selection", "")) if ctx.settings is not None else None,
         }
