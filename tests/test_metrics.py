@@ -418,3 +418,38 @@ def test_with_the_exact_posterior_as_proposal_every_weight_is_p_x_so_the_ess_is_
     torch.testing.assert_close(result["log_px"], model.exact_log_px(x), atol=1e-3, rtol=0)
     torch.testing.assert_close(result["log_px_fifth"], result["log_px"], atol=1e-3, rtol=0)
     torch.testing.assert_close(result["ess"], torch.full((50,), 500.0), atol=0.5, rtol=0)
+
+
+def test_a_learned_prior_is_built_once_per_evaluation_and_the_numbers_do_not_change(digits, tmp_path, monkeypatch):
+    """The VampPrior's distribution encodes its pseudo-inputs: evaluation builds it once for every
+    metric (it was rebuilt at every one of the gaps' optimisation steps), with the same values."""
+    import contextlib
+
+    from vaebench.distributions import VampPrior
+    from vaebench.evaluation import context as eval_context
+    from vaebench.evaluation.context import evaluate
+    from vaebench.metrics.elbo import TestELBO
+    from vaebench.metrics.gaps import InferenceGaps
+    from vaebench.metrics.is_nll import ImportanceSampledNLL
+
+    torch.manual_seed(0)
+    model = GaussianVAE(digits.dim, (16,), 3, VampPrior(digits.dim, 20))
+    builds = []
+    original = VampPrior.distribution
+    monkeypatch.setattr(VampPrior, "distribution", lambda self: builds.append(1) or original(self))
+    metrics = [TestELBO(), ImportanceSampledNLL(), InferenceGaps()]
+
+    def run():
+        ctx = EvalContext(model=model, data=digits, run_dir=tmp_path, device=torch.device("cpu"), is_samples=20, seed=0)
+        builds.clear()
+        result = evaluate(ctx, metrics)
+        assert result.errors == {}, result.errors
+        return result.values, len(builds)
+
+    frozen, frozen_builds = run()
+    monkeypatch.setattr(eval_context, "frozen_priors", lambda model: contextlib.nullcontext())
+    rebuilt, rebuilt_builds = run()
+    assert frozen_builds == 1 and rebuilt_builds > 300  # the gaps alone took 300 optimisation steps
+    for key in ("neg_elbo", "is_nll", "amortization_gap", "approximation_gap"):
+        assert frozen[key] == pytest.approx(rebuilt[key], rel=1e-6, abs=1e-6), key
+    assert "distribution" not in model.prior.__dict__  # the method is the class's again after the block

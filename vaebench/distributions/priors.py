@@ -6,6 +6,9 @@ Every prior has ``distribution()`` (a torch Distribution with batch shape ()),
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import (
@@ -18,13 +21,18 @@ from torch.distributions import (
     OneHotCategorical,
 )
 
-from vaebench.distributions.gaussian_mixture import GaussianMixture
+from vaebench.distributions.gaussian_mixture import DiagonalGaussianMixture, GaussianMixture
 from vaebench.distributions.product import Concatenated
 from vaebench.distributions.validation import UNCHECKED
 
 
 class Prior(nn.Module):
-    """Base class: subclasses implement :meth:`distribution`."""
+    """Base class: subclasses implement :meth:`distribution`.
+
+    Within :func:`frozen_priors` a prior's ``distribution()`` is the one built on entering:
+    evaluation never changes the weights, and a learned prior (the VampPrior encodes its
+    pseudo-inputs) is then built once instead of at every call.
+    """
 
     def distribution(self) -> Distribution:
         raise NotImplementedError
@@ -34,6 +42,23 @@ class Prior(nn.Module):
 
     def sample(self, n: int) -> Tensor:
         return self.distribution().sample((n,))
+
+
+@contextmanager
+def frozen_priors(model: nn.Module) -> Iterator[None]:
+    """Build every prior of ``model`` once, without gradients, and let ``distribution()`` return
+    that for the duration of the block (evaluation: the weights are fixed). The distribution's
+    parameters are constants: gradients still reach what it scores (z), never the prior."""
+    priors = [m for m in model.modules() if isinstance(m, Prior)]
+    with torch.no_grad():
+        built = [(prior, prior.distribution()) for prior in priors]
+    try:
+        for prior, distribution in built:
+            prior.__dict__["distribution"] = lambda distribution=distribution: distribution  # shadows the method
+        yield
+    finally:
+        for prior, _ in built:
+            prior.__dict__.pop("distribution", None)
 
 
 class StandardNormalPrior(Prior):
@@ -63,8 +88,7 @@ class MixturePrior(Prior):
     """A learnable mixture of K diagonal Gaussians (reference 003's MoG prior).
 
     Means start from N(0, I), log-variances at 0 and the mixing logits at 0; all
-    three are trained with the model. Sampling is MixtureSameFamily's, which is
-    vectorised and runs on whatever device the parameters are on.
+    three are trained with the model.
     """
 
     def __init__(self, dim: int, components: int = 16):
@@ -74,8 +98,7 @@ class MixturePrior(Prior):
         self.logits = nn.Parameter(torch.zeros(components))
 
     def distribution(self) -> Distribution:
-        components = Independent(Normal(self.means, torch.exp(0.5 * self.logvars)), 1)
-        return MixtureSameFamily(Categorical(logits=self.logits), components)
+        return DiagonalGaussianMixture(self.logits, self.means, torch.exp(0.5 * self.logvars))
 
 
 class GaussianMixturePrior(Prior):
@@ -152,5 +175,7 @@ class VampPrior(Prior):
             raise RuntimeError("VampPrior is not bound to a model; the model's constructor must call vaebench.models.use_prior")
         u = torch.nn.functional.hardtanh(self.pseudo_inputs, 0.0, 1.0)
         components = self._posterior(u)
-        mixing = Categorical(logits=torch.zeros(u.shape[0], device=u.device))
-        return MixtureSameFamily(mixing, components)
+        logits = torch.zeros(u.shape[0], device=u.device)
+        if isinstance(components, Independent) and isinstance(components.base_dist, Normal) and components.reinterpreted_batch_ndims == 1:
+            return DiagonalGaussianMixture(logits, components.base_dist.loc, components.base_dist.scale)
+        return MixtureSameFamily(Categorical(logits=logits), components)

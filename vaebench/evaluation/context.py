@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from vaebench.data import ImageData, Split
+from vaebench.distributions.priors import frozen_priors
 
 log = logging.getLogger("vaebench.evaluation")
 
@@ -159,6 +160,14 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
         torch.manual_seed(zlib.crc32(f"prepare:{ctx.seed}".encode()))
         with torch.inference_mode():
             ctx.values.update(prepare(ctx.data, ctx.is_samples) or {})
+    with frozen_priors(ctx.model):  # a learned prior is built once for every metric, not at every step
+        _run_metrics(ctx, metrics, columns, errors, on_metric)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    return Evaluation(ctx.values, columns, errors, time.perf_counter() - start)
+
+
+def _run_metrics(ctx: EvalContext, metrics: list, columns: dict, errors: dict, on_metric) -> None:
     for metric in metrics:
         declared = columns_of(metric)
         columns.update(declarations(metric))
@@ -179,6 +188,3 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
                 ctx.values[column.name] = None
                 ctx.values[f"{column.name}_na"] = f"metric '{metric.name}' failed: {reason}"
         log.debug("metric %s: %.2f s", metric.name, time.perf_counter() - began)
-    if ctx.device.type == "cuda":
-        torch.cuda.synchronize(ctx.device)
-    return Evaluation(ctx.values, columns, errors, time.perf_counter() - start)
