@@ -61,7 +61,7 @@ MATRIX = [
     (["run", "gaussian", "--binarization", "none"], ["Bernoulli likelihood", "--likelihood gaussian"]),
     (["run", "gaussian", "--device", "tpu"], ["'device'", "cpu"]),
     (["run", "gaussian", "--likelihood", "poisson"], ["'likelihood'", "gaussian"]),
-    (["run", "gaussian", "--optimizer", "adagrad"], ["'optimizer'", "adam, adamax or sgd"]),
+    (["run", "gaussian", "--optimizer", "adagrad"], ["'optimizer'", "adam, adam-normgrad, adamax or sgd"]),
     (["run", "gaussian", "--lr", "nan"], ["'lr' (from --lr)", "finite"]),
     (["run", "gaussian", "--lr", "inf"], ["'lr'", "finite"]),
     (["run", "gaussian", "--lr", "-0.1"], ["'lr'", "greater than 0"]),

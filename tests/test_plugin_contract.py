@@ -25,25 +25,25 @@ def vaebench(*args, env=None):
 
 
 def test_a_metric_plugin_loaded_with_p_reaches_every_leaderboard_format(tmp_path):
-    result = vaebench("-p", "vb_active_units", "run", "gaussian", "--seeds", "2", "--metrics", "elbo,active_units", *TINY, "--out", str(tmp_path))
+    result = vaebench("-p", "vb_active_units", "run", "gaussian", "--seeds", "2", "--metrics", "elbo,units_in_use", *TINY, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     csv = pd.read_csv(tmp_path / "leaderboard.csv").set_index("run")
-    assert {"active_units", "active_units_std"} <= set(csv.columns)
-    values = [metrics_of(tmp_path, "gaussian", s)["active_units"] for s in (0, 1)]
-    assert csv.loc["gaussian", "active_units"] == pytest.approx(sum(values) / 2)
+    assert {"units_in_use", "units_in_use_std"} <= set(csv.columns)
+    values = [metrics_of(tmp_path, "gaussian", s)["units_in_use"] for s in (0, 1)]
+    assert csv.loc["gaussian", "units_in_use"] == pytest.approx(sum(values) / 2)
     board = json.loads((tmp_path / "leaderboard.json").read_text())
-    assert board["columns"]["active_units"]["direction"] == "higher" and board["columns"]["active_units"]["unit"] == "dimensions"
-    assert "active_units" in board["rows"][0]
+    assert board["columns"]["units_in_use"]["direction"] == "higher" and board["columns"]["units_in_use"]["unit"] == "dimensions"
+    assert "units_in_use" in board["rows"][0]
     markdown = (tmp_path / "leaderboard.md").read_text()
-    assert "active_units" in markdown and "Cov_x(E_q[z_d" in markdown  # the column and its description
+    assert "units_in_use" in markdown and "Cov_x(E_q[z_d" in markdown  # the column and its description
     plugins = {p["name"]: p for p in json.loads(vaebench("-p", "vb_active_units", "plugins", "--json").stdout)}
-    assert plugins["vb_active_units"]["source"] == "-p" and plugins["vb_active_units"]["registered"] == {"metric": ["active_units"]}
+    assert plugins["vb_active_units"]["source"] == "-p" and plugins["vb_active_units"]["registered"] == {"metric": ["units_in_use"]}
 
 
 def test_vaebench_plugins_env_loads_like_p():
     listed = json.loads(vaebench("list", "--json", env={"VAEBENCH_PLUGINS": "vb_active_units,vb_laplace"}).stdout)
     names = {(r["kind"], r["name"]) for r in listed}
-    assert {("metric", "active_units"), ("prior", "laplace"), ("objective", "beta-elbo")} <= names
+    assert {("metric", "units_in_use"), ("prior", "laplace"), ("objective", "beta-elbo")} <= names
 
 
 def test_disable_plugin_turns_one_off():
@@ -131,7 +131,7 @@ def test_the_readmes_plugin_examples_run_as_written(tmp_path):
     (tmp_path / "readme_metric.py").write_text(blocks[0])
     (tmp_path / "readme_components.py").write_text(blocks[1])
     result = vaebench("-p", "readme_metric", "-p", "readme_components", "run", "gaussian", "--prior", "laplace", "--objective", "beta-elbo",
-                      *TINY, "--metrics", "elbo,active_units", "--out", str(tmp_path / "o"), env={"PYTHONPATH": str(tmp_path)})
+                      *TINY, "--metrics", "elbo,units_in_use", "--out", str(tmp_path / "o"), env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     m = metrics_of(tmp_path / "o", "gaussian+laplace+beta-elbo")
-    assert m["status"] == "ok" and 0 <= m["active_units"] <= 4 and math.isfinite(m["neg_elbo"])
+    assert m["status"] == "ok" and 0 <= m["units_in_use"] <= 4 and math.isfinite(m["neg_elbo"])

@@ -9,6 +9,7 @@ import pytest
 from vaebench import hookimpl
 from vaebench.errors import PluginError, UnknownName
 from vaebench.plugin_manager import load_plugins
+from vaebench.variant import Variant
 
 
 class FakeEntryPoint:
@@ -23,9 +24,14 @@ class FakeEntryPoint:
         return self._target
 
 
-class Named:
+class Named(Variant):
+    """A variant that is only a name (registration needs no more than the contract)."""
+
     def __init__(self, name):
         self.name = name
+
+    def build(self, context):
+        raise NotImplementedError
 
 
 def plugin_registering(*names, kind="variants"):

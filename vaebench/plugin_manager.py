@@ -17,12 +17,14 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import pluggy
 
-from vaebench import hookspecs
+from vaebench import contracts, hookspecs
+from vaebench.contracts import ContractError
 from vaebench.errors import DuplicateName, PluginError, UnknownName
 
 log = logging.getLogger("vaebench.plugins")
@@ -75,18 +77,26 @@ class PluginRecord:
 
 
 class Registry:
-    """Components by kind and name, each remembering the plugin that registered it."""
+    """Components by kind and name, each remembering the plugin that registered it.
+
+    Each object is checked against its kind's contract (:mod:`vaebench.contracts`) as it
+    registers, and a metric's column names belong to the first metric that declares them.
+    """
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._owners: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        self.column_owners: dict[str, tuple[str, str]] = {}  # column -> (metric, plugin)
 
     def add(self, kind: str, obj: Any, plugin: str) -> None:
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(f"a registered {kind} needs a non-empty string attribute 'name', got {obj!r}")
+            raise ContractError(f"a {kind} from plugin '{plugin}' needs a non-empty string attribute 'name', got {obj!r}")
         if name in self._items[kind]:
             raise DuplicateName(kind, name, self._owners[kind][name], plugin)
+        contracts.check(kind, obj, plugin)
+        if kind == "metric":
+            contracts.check_columns(obj, plugin, self.column_owners)
         self._items[kind][name] = obj
         self._owners[kind][name] = plugin
 
@@ -95,6 +105,7 @@ class Registry:
             for name in [n for n, p in owners.items() if p == plugin]:
                 del owners[name]
                 del self._items[kind][name]
+        self.column_owners = {column: owner for column, owner in self.column_owners.items() if owner[1] != plugin}
 
     def get(self, kind: str, name: str) -> Any:
         try:
@@ -175,6 +186,19 @@ def _module_version(module_name: str) -> tuple[str | None, str | None]:
         return dists[0], None
 
 
+def import_plugin_module(name: str):
+    """Import a ``-p`` module; one that is not importable but lies in the current folder is found
+    there, as ``python -m`` and ``pytest -p`` find it (the folder joins ``sys.path`` for that)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != name.split(".")[0] or here in sys.path:
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(name)
+
+
 def load_plugins(
     strict: bool = False,
     entry_points: Iterable | None = None,
@@ -214,7 +238,7 @@ def load_plugins(
         dist_name, version = _module_version(module_name)
         source = "-p" if module_name not in _split_env(PLUGINS_ENV) else PLUGINS_ENV
         record = PluginRecord(name=module_name, module=module_name, version=version, distribution=dist_name, source=source)
-        candidates.append((record, lambda m=module_name: importlib.import_module(m)))
+        candidates.append((record, lambda m=module_name: import_plugin_module(m)))
     for name, obj in extra:
         if name in disabled:
             continue
@@ -259,7 +283,7 @@ def load_plugins(
                 continue
             try:
                 impl.function(register=_registerer(registry, kind, record.name))
-            except DuplicateName as exc:
+            except (DuplicateName, ContractError) as exc:
                 record.error = f"refused: {exc}"
                 registry.drop_plugin(record.name)
             except (Exception, SystemExit) as exc:

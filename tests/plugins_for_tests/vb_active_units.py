@@ -10,17 +10,17 @@ from vaebench import hookimpl
 from vaebench.evaluation.context import Column, posterior_means
 
 
-class ActiveUnits:
-    name = "active_units"
+class UnitsInUse:
+    name = "units_in_use"
     description = "latent dimensions whose posterior mean varies over the test split (Cov > 0.01)"
-    columns = (Column("active_units", "higher", "dimensions", "dimensions with Cov_x(E_q[z_d|x]) > 0.01 (Burda et al. 2016)", digits=1),)
+    columns = (Column("units_in_use", "higher", "dimensions", "dimensions with Cov_x(E_q[z_d|x]) > 0.01 (Burda et al. 2016)", digits=1),)
 
     def __call__(self, ctx):
         split, positions = ctx.split("test")
         means = posterior_means(ctx, split, positions)
-        return {"active_units": int((means.var(dim=0) > 0.01).sum())}
+        return {"units_in_use": int((means.var(dim=0) > 0.01).sum())}
 
 
 @hookimpl
 def register_metrics(register):
-    register(ActiveUnits())
+    register(UnitsInUse())

@@ -146,10 +146,14 @@ class Evaluation:
     seconds: float
 
 
-def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
+def evaluate(ctx: EvalContext, metrics: list, on_metric=None, reserved: frozenset[str] = frozenset()) -> Evaluation:
     """Run ``metrics`` in order, each isolated from the others' failures.
 
     ``on_metric(name)`` is called as each metric starts (the progress display shows it).
+    A value a metric returns under another metric's column, or under a name in ``reserved``
+    (what the harness records itself: settings, training's measurements, the run's identity),
+    is dropped: silently when the metric declares that name as its own column (throughput shows
+    training's own figures), else with an error naming the key and its owner.
     """
     ctx.model.eval()
     start = time.perf_counter()
@@ -161,13 +165,36 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None) -> Evaluation:
         with torch.inference_mode():
             ctx.values.update(prepare(ctx.data, ctx.is_samples) or {})
     with frozen_priors(ctx.model):  # a learned prior is built once for every metric, not at every step
-        _run_metrics(ctx, metrics, columns, errors, on_metric)
+        _run_metrics(ctx, metrics, columns, errors, on_metric, reserved)
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     return Evaluation(ctx.values, columns, errors, time.perf_counter() - start)
 
 
-def _run_metrics(ctx: EvalContext, metrics: list, columns: dict, errors: dict, on_metric) -> None:
+def _own_values(metric, values: dict, owners: dict[str, str], reserved: frozenset[str], errors: dict) -> dict:
+    """``values`` without what belongs to another metric or to the harness (see :func:`evaluate`)."""
+    declared = {c.name for c in columns_of(metric)}
+    kept, foreign = {}, []
+    for key, value in values.items():
+        column = key.removesuffix("_na")
+        owner = owners.get(column)
+        if owner is not None and owner != metric.name:
+            foreign.append(f"'{key}' (metric '{owner}' owns it)")
+        elif column in reserved:
+            if column not in declared:
+                foreign.append(f"'{key}' (the harness records it)")
+        else:
+            kept[key] = value
+    if foreign:
+        errors[metric.name] = f"returned {', '.join(foreign)}: dropped"
+    return kept
+
+
+def _run_metrics(ctx: EvalContext, metrics: list, columns: dict, errors: dict, on_metric, reserved: frozenset[str]) -> None:
+    owners: dict[str, str] = {}  # column -> the first metric that declares it (the registry refuses a second)
+    for metric in metrics:
+        for column in columns_of(metric):
+            owners.setdefault(column.name, metric.name)
     for metric in metrics:
         declared = columns_of(metric)
         columns.update(declarations(metric))
@@ -179,7 +206,8 @@ def _run_metrics(ctx: EvalContext, metrics: list, columns: dict, errors: dict, o
         began = time.perf_counter()
         try:
             with torch.inference_mode(False):
-                ctx.values.update(metric(ctx))
+                values = metric(ctx)
+            ctx.values.update(_own_values(metric, values, owners, reserved, errors))
         except Exception as exc:  # a broken metric costs only its own columns
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
             errors[metric.name] = reason

@@ -27,7 +27,7 @@ from vaebench.errors import UsageError
 from vaebench.evaluation.context import EvalContext, declarations, evaluate
 from vaebench.execution.locking import OutLock
 from vaebench.execution.records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_csv_exact, read_json, recorded_settings
-from vaebench.execution.runner import RUN_COLUMNS, TRAINING_FIELDS, RunPlan, _append_history, build_recipe, merge_columns, run_wall_seconds
+from vaebench.execution.runner import HARNESS_KEYS, RUN_COLUMNS, TRAINING_FIELDS, RunPlan, _append_history, build_recipe, merge_columns, run_wall_seconds
 from vaebench.execution.training import SilentReporter, TrainingResult
 from vaebench.plugin_manager import Plugins
 from vaebench.reporting.figures import all_figures
@@ -115,7 +115,8 @@ def reevaluate(
             )
             context.values["selection"] = record.get("selection", "")
             started = time.perf_counter()
-            evaluation = evaluate(context, run.metrics, lambda metric, name=name: reporter.stage(name, f"evaluating {metric}"))
+            evaluation = evaluate(context, run.metrics, lambda metric, name=name: reporter.stage(name, f"evaluating {metric}"),
+                                  reserved=HARNESS_KEYS)
             _append_history(folder, record)
             updated = dict(record)
             updated.update(evaluation.values)

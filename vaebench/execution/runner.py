@@ -50,7 +50,7 @@ from vaebench.execution.training import Budget, SilentReporter, train
 from vaebench.plugin_manager import Plugins
 from vaebench.reporting.figures import all_figures
 from vaebench.reporting.leaderboard import leaderboard, run_records, write_leaderboard
-from vaebench.settings import RunSettings
+from vaebench.settings import FIELDS, RunSettings
 from vaebench.suite import RunSpec, Suite, resolve_device
 from vaebench.components import split_run_options
 from vaebench.models import glorot_init, he_init
@@ -78,6 +78,14 @@ RUN_COLUMNS = (
 TRAINING_FIELDS = ("epochs_run", "steps_run", "images_seen", "train_seconds", "train_images_per_s", "train_wall_seconds",
                    "peak_memory_mb", "peak_memory_method", "train_step", "train_step_reason", "best_epoch", "selected_epoch",
                    "stopped_early", "resumed_from_epoch")
+# the rest of what the harness writes into a run's record (metrics.json), beside the settings: no metric may declare
+# or return these ("reference" is the one exception: the reference_nll metric reports the published source under it)
+RECORD_KEYS = ("run", "variant", "prior", "objective", "seed", "seeds", "device", "dataset", "binarization", "image_shape",
+               "n_classes", "n_train", "n_val", "n_test", "test_binarization_seed", "options", "component_options", "latent",
+               "note", "selection", "budget_history", "status", "reason", "where", "columns", "metric_errors", "evaluated_with",
+               "run_wall_seconds")
+# what the harness records itself: a metric's value under one of these names is dropped (vaebench.evaluation.context.evaluate)
+HARNESS_KEYS = frozenset(TRAINING_FIELDS) | frozenset(RECORD_KEYS) | frozenset(FIELDS) | {c.name for c in RUN_COLUMNS} | {"budget_unit"}
 
 
 @dataclass
@@ -513,7 +521,7 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
             progress=lambda text: reporter.stage(run_name, text), settings=settings, reference=spec.reference,
         )
         context.values["selection"] = record["selection"]
-        evaluation = evaluate(context, run.metrics, lambda name: reporter.stage(run_name, f"evaluating {name}"))
+        evaluation = evaluate(context, run.metrics, lambda name: reporter.stage(run_name, f"evaluating {name}"), reserved=HARNESS_KEYS)
         record.update(evaluation.values)
         record.update(status="ok", reason=None, eval_seconds=evaluation.seconds)
     except Exception as exc:  # one bad run never stops the sweep
