@@ -166,6 +166,19 @@ def test_evaluate_recomputes_saved_runs_without_retraining_and_keeps_the_old_val
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path), "--is-samples", "40", "--metrics", "is_nll,nmi", "--resume", "-q"]) == 0
     assert "evaluated 1 run(s), kept 3 already evaluated" in capsys.readouterr().out
+    # a record older than the columns' "metric" key: evaluated again, it holds the new declarations only, and is kept after
+    record = json.loads(record_file.read_text())
+    record["columns"] = [{k: v for k, v in c.items() if k != "metric"} for c in record["columns"]]
+    record_file.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path), "--is-samples", "40", "--metrics", "is_nll,nmi", "--resume", "-q"]) == 0
+    assert "evaluated 1 run(s), kept 3 already evaluated" in capsys.readouterr().out
+    names = [c["name"] for c in metrics_of(tmp_path, "gaussian")["columns"]]
+    assert len(names) == len(set(names))
+    owners = {c["name"]: c.get("metric") for c in metrics_of(tmp_path, "gaussian")["columns"]}
+    assert owners["is_nll"] == "is_nll" and owners["nmi"] == "nmi"
+    assert main(["evaluate", str(tmp_path), "--is-samples", "40", "--metrics", "is_nll,nmi", "--resume", "-q"]) == 0
+    assert "evaluated 0 run(s), kept 4 already evaluated" in capsys.readouterr().out
 
 
 def test_evaluate_leaves_every_training_measurement_as_training_measured_it(tmp_path):

@@ -154,7 +154,8 @@ def columns_in_place(before: list[dict], ran: set[str], fresh: dict[str, dict], 
     again brings its new declarations, and the columns it no longer declares leave."""
     groups: dict[str | None, list[dict]] = {}
     for column in before:
-        if column.get("metric") not in ran:
+        # a record older than the "metric" key names no owner: its declaration of a column run again is replaced
+        if column.get("metric") not in ran and column.get("name") not in fresh:
             groups.setdefault(column.get("metric"), []).append(column)
     for column in fresh.values():
         groups.setdefault(column.get("metric"), []).append(column)
