@@ -31,9 +31,7 @@ class MoG(PriorComponent):
     options = MoGOptions
 
     def build(self, context):
-        prior = MixturePrior(context.settings.latent_dim, context.options["components"])
-        prior.label = f"MoG(K={context.options['components']})"
-        return prior
+        return MixturePrior(context.settings.latent_dim, context.options["components"])
 
 
 class VampOptions(BaseModel):
@@ -48,9 +46,7 @@ class Vamp(PriorComponent):
     options = VampOptions
 
     def build(self, context):
-        prior = VampPrior(context.x_dim, context.options["components"])
-        prior.label = f"VampPrior(K={context.options['components']})"
-        return prior
+        return VampPrior(context.x_dim, context.options["components"])
 
 
 @hookimpl

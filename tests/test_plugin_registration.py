@@ -135,3 +135,66 @@ def test_p_finds_a_module_in_the_current_folder(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "vaebench", "-p", "not_anywhere_at_all", "list"], cwd=tmp_path,
                              capture_output=True, text=True, env=environment)
     assert "not_anywhere_at_all" in missing.stderr and "ModuleNotFoundError" in missing.stderr  # still one line saying what
+
+
+class StudentT(PriorComponent):
+    """A prior plugin that sets no label of its own."""
+
+    name = "student-t"
+    options = {"df": 3.0}
+
+    def build(self, context):
+        from torch.distributions import Independent, StudentT as T
+
+        from vaebench.distributions.priors import Prior
+
+        class StudentTPrior(Prior):
+            def __init__(self, dim, df):
+                super().__init__()
+                self.register_buffer("df", torch.full((dim,), df))
+
+            def distribution(self):
+                return Independent(T(self.df), 1)
+
+        return StudentTPrior(context.settings.latent_dim, context.options["df"])
+
+
+class EpochCounter:
+    name = "epoch-counter"
+    description = "counts epochs (always on)"
+    seen: list = []
+
+    def on_epoch_end(self, run, record):
+        self.seen.append(record["epoch"])
+
+
+def test_a_run_records_what_ran_the_prior_by_its_registered_name_and_every_plugin_by_version(tmp_path):
+    from vaebench.variant import Variant
+
+    shapes = []
+
+    class ShapeReader(Variant):
+        name = "shape-reader"
+        description = "the gaussian VAE, noting the image shape it is given"
+        accepts_prior = True
+
+        def build(self, context):
+            shapes.append(context.image_shape)
+            return load_plugins().registry.get("variant", "gaussian").build(context)
+
+    plugins = load_plugins(extra=[("t-prior", plugin("register_priors", StudentT())),
+                                  ("counter", plugin("register_callbacks", EpochCounter())),
+                                  ("shapes", plugin("register_variants", ShapeReader()))])
+    from vaebench.suite import make_suite
+    from vaebench.execution.runner import run_suite
+    from helpers import TINY
+
+    suite = make_suite(["shape-reader"], 1, prior="student-t", epochs=2, metrics=("elbo",), **TINY)
+    run_suite(suite, plugins, tmp_path)
+    run = "shape-reader+student-t"
+    assert metrics_of(tmp_path, run)["latent"] == "student-t(df=3) 4-d"  # not the N(0,I) of an unlabelled prior
+    assert shapes and all(shape == (1, 8, 8) for shape in shapes)  # the digits are 8x8, one channel
+    config = json.loads((tmp_path / "runs" / run / "seed-0" / "config.json").read_text())
+    assert config["dataset_plugin"] == {"name": "digits", "plugin": "datasets", "distribution": "vaebench", "version": config["vaebench_version"]}
+    assert {"name": "epoch-counter", "plugin": "counter", "distribution": None, "version": None} in config["callbacks"]
+    assert config["components"]["prior"]["plugin"] == "t-prior" and EpochCounter.seen == [0, 1]

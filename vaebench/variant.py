@@ -28,7 +28,10 @@ class BuildContext:
 
     ``dataset`` is the dataset's registered name, for settings that depend on the
     data (gumbel-capacity's capacities, as in JointVAE's per-dataset configurations).
-    ``prior`` and ``objective`` are the run's replacements (built components), or ``None``.
+    ``image_shape`` is (channels, height, width) of the images, which arrive flattened
+    to ``x_dim`` values (a convolutional variant reshapes them with it).
+    ``prior`` and ``objective`` are the run's replacements (built components), or ``None``;
+    a replacement prior's ``label`` is its registered name and options (``mog(components=16)``).
     """
 
     settings: RunSettings
@@ -38,6 +41,7 @@ class BuildContext:
     epochs: int | None
     options: dict = field(default_factory=dict)
     dataset: str = ""
+    image_shape: tuple[int, ...] = ()
     prior: Any = None
     objective: Any = None
 

@@ -312,7 +312,7 @@ def run_task(task: Task, events) -> dict:
     logging.getLogger("vaebench.plugins").setLevel(logging.ERROR)  # the parent reported the plugins already
 
     from vaebench.execution.records import run_dir_of
-    from vaebench.execution.runner import Plan, callbacks_of, load_data, resolve_run, run_one
+    from vaebench.execution.runner import Plan, callback_provenance, callbacks_of, load_data, resolve_run, run_one
     from vaebench.plugin_manager import load_plugins
 
     plugins = load_plugins(**task.plugin_args)
@@ -320,5 +320,7 @@ def run_task(task: Task, events) -> dict:
     run = resolve_run(spec, plugins)
     device = torch.device(task.device)
     data = load_data(spec.settings, plugins, device)
-    plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks_of(plugins, task.trackers))
+    callbacks = callbacks_of(plugins, task.trackers)
+    plan = Plan(task.suite, task.out, task.resume, task.extend, [run], data, device, None, callbacks,
+                callback_provenance=callback_provenance(plugins, callbacks))
     return run_one(plan, run, task.seed, run_dir_of(task.out, spec.name, task.seed), EventReporter(events))

@@ -117,7 +117,7 @@ class RunPlan:
         """What a run's record must match for ``--resume`` to continue it."""
         return {
             "settings": self.settings.identity(),
-            "components": {role: p["name"] for role, p in self.provenance.items() if role != "metrics"},
+            "components": {role: p["name"] for role, p in self.provenance.items() if role not in ("metrics", "dataset")},
             "options": self.options,
         }
 
@@ -140,6 +140,7 @@ class Plan:
     trackers: tuple[str, ...] = ()  # the optional callbacks asked for (--tracker)
     executor: dict = field(default_factory=lambda: {"name": "local"})  # local, or ray with its address and resources
     workers: object | None = None  # the command's WorkerManager (execution/worker_manager.py), where it started one
+    callback_provenance: tuple = ()  # which plugin and version each callback comes from, as config.json records it
 
     def data_for(self, settings: RunSettings) -> ImageData:
         return self.data[_data_key(settings)]
@@ -198,6 +199,7 @@ def resolve_run(spec: RunSpec, plugins: Plugins) -> RunPlan:
     metrics = [registry.get("metric", name) for name in names]
     provenance = {role: plugins.provenance(role, c.name) for role, c in components.items()}
     provenance["metrics"] = {m.name: plugins.provenance("metric", m.name) for m in metrics}
+    provenance["dataset"] = plugins.provenance("dataset", spec.settings.dataset)
     return RunPlan(spec, variant, prior, objective, options, metrics, provenance)
 
 
@@ -206,8 +208,10 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
     settings = run.settings
     torch.manual_seed(seed)
     common = dict(settings=settings, x_dim=data.dim, n_classes=data.n_classes, n_train=len(data.train),
-                  epochs=settings.epochs_resolved, dataset=data.name)
+                  epochs=settings.epochs_resolved, dataset=data.name, image_shape=tuple(data.image_shape))
     prior = run.prior.build(BuildContext(options=run.options[run.prior.name], **common)) if run.prior else None
+    if prior is not None:  # what the run records of its prior is the registered component and its options
+        prior.label = component_label(run.prior.name, run.options[run.prior.name])
     objective = run.objective.build(BuildContext(options=run.options[run.objective.name], **common)) if run.objective else None
     recipe = run.variant.build(BuildContext(options=run.options[run.variant.name], prior=prior, objective=objective, **common))
     if settings.logvar_range and tuple(getattr(recipe.model, "logvar_range", ())) != tuple(settings.logvar_range):
@@ -218,6 +222,12 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
     elif settings.init == "he":
         he_init(recipe.model)
     return recipe
+
+
+def component_label(name: str, options: dict) -> str:
+    """A component as a row names it: ``mog(components=16)``, or the bare name without options."""
+    shown = ",".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in options.items())
+    return f"{name}({shown})" if shown else name
 
 
 def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend: bool = False,
@@ -265,7 +275,11 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
         lock.release()
         raise
     return Plan(suite, out, resume, extend, runs, data, device, lock, callbacks, jobs, plugins.load_args, tuple(trackers), executor,
-                workers)
+                workers, callback_provenance(plugins, callbacks))
+
+
+def callback_provenance(plugins: Plugins, callbacks: tuple) -> tuple:
+    return tuple(plugins.provenance("callback", c.name) for c in callbacks)
 
 
 SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estimated up front
@@ -479,7 +493,9 @@ def run_one(p: Plan, run: RunPlan, seed: int, run_dir: Path, reporter) -> dict:
             {
                 **record,
                 "settings": settings.model_dump(mode="json"),
-                "components": {role: prov for role, prov in run.provenance.items()},
+                "components": {role: prov for role, prov in run.provenance.items() if role != "dataset"},
+                "dataset_plugin": run.provenance.get("dataset"),
+                "callbacks": list(p.callback_provenance),
                 "budget_history": budget_history,
                 "objective_description": describe_objective(recipe.objective),
                 "grad_clip": recipe.grad_clip,
