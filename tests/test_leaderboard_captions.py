@@ -49,17 +49,32 @@ def test_a_mean_over_fewer_seeds_than_the_row_has_says_so():
     assert "wall_seconds over 2 of 3 seeds (seed 0 n/a: resumed)" in to_markdown(board)
 
 
-def test_rows_measured_on_different_test_data_are_not_ranked_against_each_other():
+def test_rows_are_ranked_only_against_rows_measured_on_the_same_test_data_with_the_same_k():
     rows = [record("a", 0, 86.1, epochs=3280, select_epoch="last"), record("a", 1, 86.2, epochs=3280, select_epoch="last"),
-            record("b", 0, 91.8, binarization="static", epochs=500, select_epoch="best-val")]
+            record("b", 0, 91.8, binarization="static", epochs=500, select_epoch="best-val"),
+            record("c", 0, 88.0, epochs=100, select_epoch="best-val")]
     board = leaderboard(pd.DataFrame(rows))
-    assert list(board["rank"]) == ["", ""]
+    assert dict(zip(board["run"], board["rank"])) == {"a": "1", "c": "2", "b": "1"}  # static b: its own group
+    assert list(board["run"]) == ["a", "c", "b"]  # group by group
     text = caption(board)
-    assert "not ranked against each other" in text and "Rank by IS-NLL" not in text
+    assert "each is ranked only against those that were" in text and "Rank by IS-NLL" in text
     assert "each row's setting states its own" in text and "mixed (best-val" not in text
     assert "over each row's seeds" in text
+    header = next(line for line in to_markdown(board).splitlines() if line.startswith("| rank"))
+    assert "| binarization |" in header and "| dataset |" not in header  # the differing grouping setting is shown per row
     same_data = leaderboard(pd.DataFrame([record("a", 0, 90.0), record("b", 0, 91.0)]))
     assert list(same_data["rank"]) == ["1", "2"] and "Rank by IS-NLL" in caption(same_data)
+    assert "| binarization |" not in to_markdown(same_data)
+
+
+def test_two_datasets_in_one_suite_are_ranked_apart_and_the_table_names_each_rows():
+    rows = [record("gaussian-digits", 0, 25.0, dataset="digits"), record("vamp-digits", 0, 24.5, dataset="digits"),
+            record("gaussian-mnist", 0, 89.0), record("vamp-mnist", 0, 88.0)]
+    board = leaderboard(pd.DataFrame(rows))
+    assert dict(zip(board["run"], board["rank"])) == {"vamp-digits": "1", "gaussian-digits": "2", "vamp-mnist": "1", "gaussian-mnist": "2"}
+    lines = to_markdown(board).splitlines()
+    assert "| dataset |" in next(line for line in lines if line.startswith("| rank"))
+    assert any(line.startswith("| 1 | vamp-mnist | mnist |") for line in lines)
 
 
 def test_rows_closer_than_either_rows_k_fifth_to_k_change_are_tied():

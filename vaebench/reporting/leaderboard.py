@@ -28,8 +28,8 @@ SORT_BY = ("is_nll", "neg_elbo")  # the rank column: the first of these the runs
 CONVERGENCE = {"is_nll": "is_nll_k_change"}  # how much an estimate still moved with more samples: gaps below it are ties
 # the settings every caption states; a setting that differs between rows is listed as mixed
 CAPTION_SETTINGS = ("dataset", "binarization", "budget_unit", "epochs", "steps", "seconds", "select_epoch", "is_samples", "is_precision")
-# rows that differ in any of these were measured on different test data: they are not ranked
-COMPARABLE_ON = ("dataset", "binarization", "test_binarization_seed")
+# rows are ranked only against rows measured on the same test data with the same K: within each group of these
+RANK_WITHIN = ("dataset", "binarization", "test_binarization_seed", "is_samples")
 DESCRIPTIVE = ["variant", "prior", "objective", "dataset", "budget", "budget_unit", "epochs", "steps", "seconds", "batch_size", "lr",
                "latent_dim", "hidden", "binarization", "select_epoch", "device", "test_binarization_seed", "selection", "note"]
 
@@ -112,9 +112,13 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     board = pd.DataFrame(rows)
     sort_by = next((c for c in SORT_BY if c in board and board[c].notna().any()), None)
     if sort_by is not None:
-        board = board.sort_values(sort_by, na_position="last", kind="stable").reset_index(drop=True)
-        # rows measured on different test data are not ranked against each other
-        board.insert(1, "rank", _ranks(board, sort_by) if comparable(board) else [""] * len(board))
+        # ranked within each group of rows measured on the same test data with the same K (RANK_WITHIN), groups in turn
+        groups = [_group_key(row) for _, row in board.iterrows()]
+        board = board.assign(_group=groups).sort_values(["_group", sort_by], na_position="last", kind="stable")
+        ranks = pd.concat([pd.Series(_ranks(part.reset_index(drop=True), sort_by), index=part.index)
+                           for _, part in board.groupby("_group", sort=False)])
+        board = board.assign(rank=ranks).drop(columns="_group").reset_index(drop=True)
+        board.insert(1, "rank", board.pop("rank"))
     front = ["run", "rank", "variant", "dataset", "status", "seeds"]
     numeric_order = []
     for name, column in columns.items():
@@ -131,9 +135,22 @@ def _distinct(board: pd.DataFrame, column: str) -> list[str]:
     return sorted({_plain(v) for v in board[column] if not (v is None or (isinstance(v, float) and math.isnan(v)))})
 
 
+def _group_key(row: pd.Series) -> tuple[str, ...]:
+    return tuple("" if column not in row or _missing(row[column]) else _plain(row[column]) for column in RANK_WITHIN)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def comparable(board: pd.DataFrame) -> bool:
-    """Whether every row was measured on the same test data, so that ranking the rows means something."""
-    return all(len(_distinct(board, c)) <= 1 for c in COMPARABLE_ON)
+    """Whether every row was measured on the same test data with the same K: one ranking for all of them."""
+    return all(len(_distinct(board, c)) <= 1 for c in RANK_WITHIN)
+
+
+def group_columns(board: pd.DataFrame) -> list[str]:
+    """The settings in ``RANK_WITHIN`` whose values differ between rows: a table shows them beside each row."""
+    return [c for c in ("dataset", "binarization") if len(_distinct(board, c)) > 1]
 
 
 def _ranks(board: pd.DataFrame, column: str) -> list[str]:
@@ -210,15 +227,16 @@ def display_rows(board: pd.DataFrame, headline: bool = True) -> tuple[list[str],
     columns = _columns_of(board)
     shown = [(n, c) for n, c in columns.items() if not c.get("text") and bool(c.get("headline")) == headline and n in board]
     with_k = headline and _mixed_k(board) and any(n == "is_nll" for n, _ in shown)  # K beside IS-NLL
-    header = ["rank", "run", "status", "seeds"] + [c.get("label") or n for n, c in shown]
+    groups = group_columns(board)  # rows ranked in groups: each row says which
+    header = ["rank", "run", *groups, "status", "seeds"] + [c.get("label") or n for n, c in shown]
     if with_k:
-        header.insert(4 + [n for n, _ in shown].index("is_nll") + 1, "K")
+        header.insert(4 + len(groups) + [n for n, _ in shown].index("is_nll") + 1, "K")
     if headline:
         header += ["params", "latent"]
     rows = []
     for _, r in board.iterrows():
         one = r["seeds"] <= 1  # no spread to show for a single seed
-        cells = [str(r.get("rank", "")), str(r["run"]), str(r["status"]), str(r["seeds"])]
+        cells = [str(r.get("rank", "")), str(r["run"]), *(_cell(r.get(g)) for g in groups), str(r["status"]), str(r["seeds"])]
         for name, column in shown:
             digits = int(column.get("digits", 2))
             std = None if one or digits == 0 else r.get(name + "_std")
@@ -258,7 +276,8 @@ def _data_phrase(board: pd.DataFrame) -> str:
     held_out = f" (held-out splits binarised once with seed {test_seed})" if test_seed not in ("n/a", "None") and "mixed" not in test_seed else ""
     phrase = f"Dataset {_shared_caption(board, 'dataset')}, binarization {_shared_caption(board, 'binarization')}{held_out}."
     if not comparable(board):
-        phrase += " The rows were measured on different test data, so they are not ranked against each other."
+        phrase += (" The rows were not all measured on the same test data with the same K: each is ranked only against those "
+                   "that were (same dataset, binarization, held-out binarisation seed and K), group by group.")
     return phrase
 
 
@@ -278,7 +297,8 @@ def _rank_phrase(board: pd.DataFrame) -> str:
         return ("Rank by IS-NLL; '=' marks rows tied with the next: their mean ± std over seeds overlap, or their gap is smaller "
                 "than either row's IS-NLL change from K/5 to K samples (K/5 - K), which the estimate might still move with more "
                 "samples. Tied rows are not ranked against each other.")
-    return "Rank by IS-NLL; '=' marks rows whose mean ± std overlaps the next row's: differences smaller than the spread over seeds are not rankings."
+    by = "IS-NLL" if "is_nll" in board and board["is_nll"].notna().any() else "-ELBO"  # SORT_BY's first column the rows have
+    return f"Rank by {by}; '=' marks rows whose mean ± std overlaps the next row's: differences smaller than the spread over seeds are not rankings."
 
 
 def caption(board: pd.DataFrame) -> str:
@@ -291,8 +311,7 @@ def caption(board: pd.DataFrame) -> str:
         + (" (the K column gives each row's)." if _mixed_k(board) else "."),
         f"Nats per image; {_seeds_phrase(board)}.",
     ]
-    if comparable(board):
-        parts.append(_rank_phrase(board))
+    parts.append(_rank_phrase(board))
     return " ".join(parts)
 
 
