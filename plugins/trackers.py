@@ -1,8 +1,7 @@
-"""trackers: each run logged to MLflow or TensorBoard, as callbacks (``--tracker mlflow|tensorboard``).
+"""trackers: each run logged to MLflow or TensorBoard (``--tracker mlflow|tensorboard``).
 
-Both are callbacks registered through ``register_callbacks``, exactly as a third-party
-tracker would be, and both are opt-in (``optional = True``): a run logs to a tracker only
-when ``--tracker NAME`` names it. The run folder stays the source of truth; a tracker
+Both are trackers registered through ``register_trackers``, exactly as a third-party
+tracker would be: a run logs to a tracker only when ``--tracker NAME`` names it. The run folder stays the source of truth; a tracker
 that fails (a server down, a locked database) costs a warning, never the run.
 
 * ``mlflow`` (``pip install 'vaebench[mlflow]'``): one MLflow run per vaebench run x seed in
@@ -49,7 +48,6 @@ def run_key(run: dict) -> tuple:
 
 class MLflowTracker:
     name = "mlflow"
-    optional = True
     requires = ("mlflow", "pip install 'vaebench[mlflow]'")
     description = "logs settings, per-epoch and final metrics and pictures to MLflow ($MLFLOW_TRACKING_URI)"
 
@@ -108,7 +106,6 @@ class MLflowTracker:
 
 class TensorBoardTracker:
     name = "tensorboard"
-    optional = True
     requires = ("tensorboard", "pip install 'vaebench[tensorboard]'")
     description = "writes per-epoch and final metrics and pictures as TensorBoard event files under OUT/tensorboard/"
 
@@ -153,6 +150,6 @@ class TensorBoardTracker:
 
 
 @hookimpl
-def register_callbacks(register):
+def register_trackers(register):
     register(MLflowTracker())
     register(TensorBoardTracker())

@@ -196,5 +196,5 @@ def test_a_run_records_what_ran_the_prior_by_its_registered_name_and_every_plugi
     assert shapes and all(shape == (1, 8, 8) for shape in shapes)  # the digits are 8x8, one channel
     config = json.loads((tmp_path / "runs" / run / "seed-0" / "config.json").read_text())
     assert config["dataset_plugin"] == {"name": "digits", "plugin": "datasets", "distribution": "vaebench", "version": config["vaebench_version"]}
-    assert {"name": "epoch-counter", "plugin": "counter", "distribution": None, "version": None} in config["callbacks"]
+    assert {"name": "epoch-counter", "plugin": "counter", "distribution": None, "version": None, "kind": "callback"} in config["callbacks"]
     assert config["components"]["prior"]["plugin"] == "t-prior" and EpochCounter.seen == [0, 1]

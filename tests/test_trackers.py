@@ -7,12 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import metrics_of
+from helpers import TINY, metrics_of, run_tiny
 from vaebench import hookimpl
 from vaebench.cli import main
 from vaebench.errors import UsageError
-from vaebench.execution.runner import callbacks_of
+from vaebench.execution.runner import callbacks_of, run_suite
 from vaebench.plugin_manager import load_plugins
+from vaebench.suite import make_suite
 
 RUN = ["run", "gaussian", "--dataset", "digits", "--hidden", "16", "--latent-dim", "3", "--epochs", "2",
        "--is-samples", "10", "--metrics", "elbo,is_nll,pictures", "--device", "cpu", "-q"]
@@ -62,22 +63,49 @@ def test_a_failing_tracker_costs_a_warning_never_the_run(tmp_path, monkeypatch, 
 
 def test_trackers_are_opt_in_and_checked_before_training(tmp_path, capsys):
     plugins = load_plugins()
-    assert not any(getattr(c, "optional", False) for c in callbacks_of(plugins))  # no tracker unless asked
+    assert callbacks_of(plugins) == ()  # no tracker unless asked, and vaebench has no always-on callback
     assert main([*RUN, "--out", str(tmp_path), "--tracker", "wandb"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--tracker wandb: no such tracker" in err and "mlflow, tensorboard" in err
     assert not (tmp_path / "runs").exists()
     with pytest.raises(UsageError, match="needs the 'no_such_package_here' package, which is not installed: pip install"):
-        callbacks_of(load_plugins(extra=[("needs", SimpleNamespace(register_callbacks=_register_needs))]), ("needs",))
+        callbacks_of(load_plugins(extra=[("needs", SimpleNamespace(register_trackers=_register_needs))]), ("needs",))
 
 
 class _Needs:
-    name, optional, requires = "needs", True, ("no_such_package_here", "pip install no-such-package")
+    name, requires = "needs", ("no_such_package_here", "pip install no-such-package")
 
-    def on_run_end(self, run, record):  # a callback needs one of the callback methods to register
+    def on_run_end(self, run, record):  # a tracker needs one of the callback methods to register
         pass
 
 
 @hookimpl
 def _register_needs(register):
     register(_Needs())
+
+
+class _Epochs:
+    """A plugin's tracker: the epochs it saw, run by run."""
+
+    description = "records the epochs it sees"
+
+    def __init__(self, name):
+        self.name, self.seen = name, []
+
+    def on_epoch_end(self, run, record):
+        self.seen.append((run["run"], record["epoch"]))
+
+
+def test_a_plugins_tracker_runs_only_when_named_and_a_plugins_callback_always(tmp_path, capsys):
+    tracker, callback = _Epochs("epoch-log"), _Epochs("always")
+    plugins = load_plugins(extra=[("tracks", SimpleNamespace(register_trackers=hookimpl(lambda register: register(tracker)))),
+                                  ("calls", SimpleNamespace(register_callbacks=hookimpl(lambda register: register(callback))))])
+    assert [c.name for c in callbacks_of(plugins)] == ["always"]
+    assert [c.name for c in callbacks_of(plugins, ("epoch-log",))] == ["always", "epoch-log"]
+    run_tiny(tmp_path / "plain", ["gaussian"], epochs=2, plugins=plugins, metrics=("elbo",))
+    assert tracker.seen == [] and callback.seen == [("gaussian", 0), ("gaussian", 1)]
+    suite = make_suite(["gaussian"], 1, epochs=2, metrics=("elbo",), **TINY)
+    run_suite(suite, plugins, tmp_path / "tracked", trackers=("epoch-log",))
+    assert tracker.seen == [("gaussian", 0), ("gaussian", 1)]
+    config = json.loads((tmp_path / "tracked/runs/gaussian/seed-0/config.json").read_text())
+    assert [(c["name"], c["kind"], c["plugin"]) for c in config["callbacks"]] == [("always", "callback", "calls"), ("epoch-log", "tracker", "tracks")]

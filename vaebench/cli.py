@@ -282,7 +282,7 @@ def cmd_evaluate(args, plugins) -> int:
 def cmd_list(args, plugins) -> int:
     registry = plugins.registry
     rows = []
-    for kind in ("variant", "prior", "objective", "dataset", "metric", "callback"):
+    for kind in ("variant", "prior", "objective", "dataset", "metric", "tracker", "callback"):
         for name in registry.names(kind):
             obj = registry.get(kind, name)
             provenance = plugins.provenance(kind, name)

@@ -79,6 +79,13 @@ def _callback(obj: Any) -> str | None:
     return None
 
 
+def _tracker(obj: Any) -> str | None:
+    requires = getattr(obj, "requires", None)
+    if requires is not None and not (isinstance(requires, tuple) and len(requires) == 2 and all(isinstance(r, str) for r in requires)):
+        return f"has requires = {requires!r}; give it (module name, install hint) or leave it out"
+    return _callback(obj)
+
+
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "variant": _variant,
     "prior": _built("PriorComponent", "Prior"),
@@ -86,6 +93,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "dataset": _dataset,
     "metric": _metric,
     "callback": _callback,
+    "tracker": _tracker,
 }
 
 

@@ -53,6 +53,17 @@ def register_objectives(register):
 
 
 @hookspec
+def register_trackers(register):
+    """Register trackers, which a user opts into with ``--tracker NAME``: ``register(tracker)`` with
+    ``name``, ``description``, optionally ``requires = (module, install hint)`` (checked before any
+    training), and any of ``on_run_start(run)``, ``on_epoch_end(run, record)``, ``on_run_end(run, record)``:
+    ``run`` holds run, seed, run_dir, settings and variant; ``record`` an epoch's numbers (epoch,
+    loss, the objective's logs, val_neg_elbo, lr, train_seconds) or the finished run's metrics.json.
+    A tracker that raises costs a warning, never the run."""
+
+
+@hookspec
 def register_callbacks(register):
-    """Register callbacks: ``register(callback)`` with ``name`` and any of ``on_run_start(run)``,
-    ``on_epoch_end(run, record)``, ``on_run_end(run, record)``; trackers and loggers are callbacks."""
+    """Register always-on callbacks, the same methods as a tracker: they run for every run of every
+    user of an environment where the plugin is installed, unasked. Anything a user should choose
+    (logging to a service, writing extra files) is a tracker (``register_trackers``) instead."""

@@ -40,6 +40,7 @@ HOOK_KINDS = {
     "register_metrics": "metric",
     "register_priors": "prior",
     "register_objectives": "objective",
+    "register_trackers": "tracker",
     "register_callbacks": "callback",
 }
 KINDS = tuple(HOOK_KINDS.values())

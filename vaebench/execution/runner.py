@@ -137,7 +137,7 @@ class Plan:
     callbacks: tuple = ()
     jobs: int = 1  # worker processes (execution/parallel.py)
     plugin_args: dict = field(default_factory=dict)  # how the workers load the plugins the parent loaded
-    trackers: tuple[str, ...] = ()  # the optional callbacks asked for (--tracker)
+    trackers: tuple[str, ...] = ()  # the trackers asked for (--tracker)
     executor: dict = field(default_factory=lambda: {"name": "local"})  # local, or ray with its address and resources
     workers: object | None = None  # the command's WorkerManager (execution/worker_manager.py), where it started one
     callback_provenance: tuple = ()  # which plugin and version each callback comes from, as config.json records it
@@ -157,20 +157,20 @@ def load_data(settings: RunSettings, plugins: Plugins, device: torch.device) -> 
 
 
 def callbacks_of(plugins: Plugins, trackers: tuple[str, ...] = ()) -> tuple:
-    """The registered callbacks that run: every one not marked ``optional``, and the optional
-    ones (trackers) named in ``trackers`` (``--tracker NAME``), in registration order."""
+    """What runs beside training: every always-on callback (``register_callbacks``), then the
+    trackers named in ``trackers`` (``--tracker NAME``, ``register_trackers``), in that order."""
     import importlib.util
 
     registry = plugins.registry
-    names = registry.names("callback")
-    optional = [n for n in names if getattr(registry.get("callback", n), "optional", False)]
+    known = registry.names("tracker")
     for name in trackers:
-        if name not in optional:
-            raise UsageError(f"--tracker {name}: no such tracker; the installed trackers are: {', '.join(optional) or 'none'}")
-        module, hint = getattr(registry.get("callback", name), "requires", (None, ""))
+        if name not in known:
+            raise UsageError(f"--tracker {name}: no such tracker; the installed trackers are: {', '.join(known) or 'none'}")
+        module, hint = getattr(registry.get("tracker", name), "requires", None) or (None, "")
         if module and importlib.util.find_spec(module) is None:
             raise UsageError(f"--tracker {name} needs the '{module}' package, which is not installed: {hint}")
-    return tuple(registry.get("callback", n) for n in names if n not in optional or n in trackers)
+    chosen = [registry.get("tracker", n) for n in dict.fromkeys(trackers)]
+    return tuple(registry.get("callback", n) for n in registry.names("callback")) + tuple(chosen)
 
 
 def check_out_dir(out: Path) -> Path:
@@ -279,7 +279,10 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
 
 
 def callback_provenance(plugins: Plugins, callbacks: tuple) -> tuple:
-    return tuple(plugins.provenance("callback", c.name) for c in callbacks)
+    """Which plugin and version each callback and tracker of a run comes from, and which kind it is."""
+    trackers = set(plugins.registry.names("tracker"))
+    return tuple({**plugins.provenance("tracker" if c.name in trackers else "callback", c.name),
+                  "kind": "tracker" if c.name in trackers else "callback"} for c in callbacks)
 
 
 SLOW_DECODES = 10**9  # decoded images per run past which IS-NLL's time is estimated up front
