@@ -233,3 +233,14 @@ def test_command_line_flags_win_over_run_tables_and_run_tables_may_name_their_se
     s, runs = suite("--lr", "0.0001", "--seeds", "2")
     assert runs["few"].settings.lr == 0.0001 and runs["all"].settings.lr == 0.0001
     assert s.seeds_of(runs["few"]) == [0, 1] and s.seeds_of(runs["all"]) == [0, 1]
+
+
+def test_evaluates_progress_says_evaluating_not_training(tmp_path):
+    import subprocess
+    import sys
+
+    run_tiny(tmp_path, ["gaussian"], epochs=1, metrics=["elbo"])
+    result = subprocess.run([sys.executable, "-m", "vaebench", "evaluate", str(tmp_path), "--metrics", "elbo"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "gaussian seed 0: evaluating the saved model" in result.stderr and "training" not in result.stderr

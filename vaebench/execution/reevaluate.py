@@ -107,7 +107,8 @@ def reevaluate(
             n_parameters = count_parameters(recipe.model)  # structural: counted as vaebench counts now
             history = read_csv_exact(folder / HISTORY_FILE).to_dict("records") if (folder / HISTORY_FILE).exists() else []
             training = recorded_training(record, history)
-            reporter.start(name, None)
+            starting = getattr(reporter, "start_evaluation", None)  # a reporter written before it had one says "training"
+            starting(name) if starting is not None else reporter.start(name, None)
             context = EvalContext(
                 model=recipe.model, data=data, run_dir=folder, device=torch_device, is_samples=settings.is_samples_resolved,
                 is_precision=settings.is_precision, seed=seed, training=training, n_parameters=n_parameters,

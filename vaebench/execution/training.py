@@ -41,6 +41,7 @@ class Reporter(Protocol):
     replays its earlier epochs, each with ``"resumed": True``."""
 
     def start(self, run: str, epochs: int | None) -> None: ...
+    def start_evaluation(self, run: str) -> None: ...  # `vaebench evaluate`: a saved run, evaluated without training
     def epoch(self, run: str, record: dict) -> None: ...
     def stage(self, run: str, text: str) -> None: ...
     def finish(self, run: str, status: str) -> None: ...
@@ -54,6 +55,9 @@ class SilentReporter:
         pass
 
     def start(self, run, epochs):
+        pass
+
+    def start_evaluation(self, run):
         pass
 
     def epoch(self, run, record):

@@ -56,6 +56,9 @@ class RichReporter:
     def start(self, run: str, epochs: int | None) -> None:
         self.tasks[run] = self.progress.add_task(escape(run), total=epochs, loss="-", stage="training")
 
+    def start_evaluation(self, run: str) -> None:
+        self.tasks[run] = self.progress.add_task(escape(run), total=None, loss="-", stage="evaluating")
+
     def epoch(self, run: str, record: dict) -> None:
         self.progress.update(self.tasks[run], completed=record["epoch"] + 1, loss=f"{record.get('loss', float('nan')):.3f}")
 
@@ -94,6 +97,10 @@ class PlainReporter:
     def start(self, run: str, epochs: int | None) -> None:
         self.started[run], self.epochs[run], self.last[run] = time.monotonic(), epochs, 0.0
         self._say(f"{run}: training" + (f" for {epochs} epochs" if epochs else ""))
+
+    def start_evaluation(self, run: str) -> None:
+        self.started[run], self.epochs[run], self.last[run] = time.monotonic(), None, 0.0
+        self._say(f"{run}: evaluating the saved model")
 
     def epoch(self, run: str, record: dict) -> None:
         now = time.monotonic()
