@@ -198,3 +198,41 @@ def test_a_run_records_what_ran_the_prior_by_its_registered_name_and_every_plugi
     assert config["dataset_plugin"] == {"name": "digits", "plugin": "datasets", "distribution": "vaebench", "version": config["vaebench_version"]}
     assert {"name": "epoch-counter", "plugin": "counter", "distribution": None, "version": None, "kind": "callback"} in config["callbacks"]
     assert config["components"]["prior"]["plugin"] == "t-prior" and EpochCounter.seen == [0, 1]
+
+
+class Misbehaving:
+    """A metric whose one column gets what ``kind`` says: an exit, a set, NaN, text, or only an undeclared name."""
+
+    description = "misbehaves on purpose"
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.name = f"bad-{kind}"
+        self.columns = (Column(f"bad_{kind}", "lower", "nats", "a number"),)
+
+    def __call__(self, ctx):
+        column = f"bad_{self.kind}"
+        if self.kind == "exit":
+            raise SystemExit(0)
+        return {"set": {column: {1, 2}}, "nan": {column: math.nan}, "text": {column: "abc"},
+                "undeclared": {"something_else": 1.0}}[self.kind]
+
+
+def test_a_metric_that_exits_or_returns_garbage_costs_only_its_column_and_says_why(tmp_path):
+    kinds = ("exit", "set", "nan", "text", "undeclared")
+    plugins = load_plugins(extra=[(f"bad-{k}", plugin("register_metrics", Misbehaving(k))) for k in kinds])
+    run_tiny(tmp_path, ["gaussian"], epochs=1, seeds=2, metrics=("elbo", *(f"bad-{k}" for k in kinds)), plugins=plugins)
+    for seed in (0, 1):  # the second seed ran: an exit in a metric does not end the command
+        m = metrics_of(tmp_path, "gaussian", seed)
+        assert m["status"] == "ok" and math.isfinite(m["neg_elbo"])
+        errors = m["metric_errors"]
+        assert errors["bad-exit"] == "SystemExit: 0"
+        assert "'bad_set' as a set, which JSON cannot hold" in errors["bad-set"]
+        assert "'bad_nan' as nan" in errors["bad-nan"] and "'bad_text' as str in a numeric column" in errors["bad-text"]
+        assert "none of its columns (bad_undeclared)" in errors["bad-undeclared"]
+        for kind in kinds:
+            assert m[f"bad_{kind}"] is None and m[f"bad_{kind}_na"], kind
+    text = (tmp_path / "runs/gaussian/seed-0/metrics.json").read_text()
+    assert "NaN" not in text and json.loads(text)  # strict JSON
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "bad-set" in board and "which JSON cannot hold" in board  # the row's notes say why

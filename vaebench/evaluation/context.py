@@ -18,6 +18,8 @@ CSV) go to ``context.run_dir``.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import time
 import traceback
 import zlib
@@ -171,22 +173,62 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None, reserved: frozense
     return Evaluation(ctx.values, columns, errors, time.perf_counter() - start)
 
 
-def _own_values(metric, values: dict, owners: dict[str, str], reserved: frozenset[str], errors: dict) -> dict:
-    """``values`` without what belongs to another metric or to the harness (see :func:`evaluate`)."""
-    declared = {c.name for c in columns_of(metric)}
-    kept, foreign = {}, []
+def _plain_value(value):
+    """``value`` as JSON holds it (numpy numbers as Python's), or raise TypeError for what JSON cannot hold."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain_value(v) for k, v in value.items()}
+    raise TypeError(f"a {type(value).__name__}")
+
+
+def _own_values(metric, values, owners: dict[str, str], reserved: frozenset[str], errors: dict) -> dict:
+    """What ``metric`` returned, checked: values under another metric's column or a name the harness
+    records are dropped (see :func:`evaluate`); a value JSON cannot hold, a number that is not finite,
+    or text in a numeric column becomes n/a, as do all its columns when it returns none of them (a
+    column that does not apply to a model may be left out). Each is the metric's error."""
+    if not isinstance(values, dict):
+        raise TypeError(f"returned a {type(values).__name__}, not a dict of values by column name")
+    declared = {c.name: c for c in columns_of(metric)}
+    kept, problems = {}, []
     for key, value in values.items():
         column = key.removesuffix("_na")
         owner = owners.get(column)
         if owner is not None and owner != metric.name:
-            foreign.append(f"'{key}' (metric '{owner}' owns it)")
-        elif column in reserved:
+            problems.append(f"'{key}' (metric '{owner}' owns it): dropped")
+            continue
+        if column in reserved:
             if column not in declared:
-                foreign.append(f"'{key}' (the harness records it)")
-        else:
-            kept[key] = value
-    if foreign:
-        errors[metric.name] = f"returned {', '.join(foreign)}: dropped"
+                problems.append(f"'{key}' (the harness records it): dropped")
+            continue
+        try:
+            value = _plain_value(value)
+        except TypeError as exc:
+            problems.append(f"'{key}' as {exc}, which JSON cannot hold: n/a")
+            value = None
+        if key in declared and not declared[key].text and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"'{key}' as {type(value).__name__} in a numeric column: n/a")
+                value = None
+            elif not math.isfinite(value):
+                problems.append(f"'{key}' as {value}: n/a")
+                value = None
+        kept[key] = value
+    if declared and not any(name in values or f"{name}_na" in values for name in declared):  # some may not apply; none is a fault
+        problems.append(f"none of its columns ({', '.join(declared)})")
+        kept.update({name: None for name in declared})
+    if problems:
+        reason = f"returned {'; '.join(problems)}"
+        errors[metric.name] = reason
+        for name in declared:
+            if kept.get(name) is None and name in kept and not kept.get(f"{name}_na"):
+                kept[f"{name}_na"] = f"metric '{metric.name}' {reason}"
     return kept
 
 
@@ -208,7 +250,7 @@ def _run_metrics(ctx: EvalContext, metrics: list, columns: dict, errors: dict, o
             with torch.inference_mode(False):
                 values = metric(ctx)
             ctx.values.update(_own_values(metric, values, owners, reserved, errors))
-        except Exception as exc:  # a broken metric costs only its own columns
+        except (Exception, SystemExit) as exc:  # a broken metric (one that raises, or exits) costs only its own columns
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
             errors[metric.name] = reason
             log.debug("metric %s failed:\n%s", metric.name, traceback.format_exc())

@@ -117,7 +117,10 @@ class PosteriorScale:
         split, positions = ctx.split("test")
         with torch.inference_mode():
             q = ctx.model.posterior(split.x, split.y, positions)
-        return {"example_posterior_scale": float(q.stddev.mean())}
+            try:
+                return {"example_posterior_scale": float(q.stddev.mean())}
+            except NotImplementedError:  # a column that does not apply: None, and the reason the row shows
+                return {"example_posterior_scale": None, "example_posterior_scale_na": f"its q ({type(q).__name__}) has no stddev"}
 
 
 # readme: tracker
