@@ -199,6 +199,7 @@ def resolve_run(spec: RunSpec, plugins: Plugins) -> RunPlan:
     metrics = [registry.get("metric", name) for name in names]
     provenance = {role: plugins.provenance(role, c.name) for role, c in components.items()}
     provenance["metrics"] = {m.name: plugins.provenance("metric", m.name) for m in metrics}
+    registry.get("dataset", spec.settings.dataset)  # an unknown dataset: one line naming the known ones
     provenance["dataset"] = plugins.provenance("dataset", spec.settings.dataset)
     return RunPlan(spec, variant, prior, objective, options, metrics, provenance)
 
