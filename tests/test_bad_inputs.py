@@ -290,3 +290,24 @@ def test_sigterm_checkpoints_says_so_and_exits_143(tmp_path):
     assert process.returncode == 143
     assert "terminated (SIGTERM)" in err and "continue with --resume" in err and "Traceback" not in err
     assert checkpoint.exists() and not (tmp_path / ".vaebench.pid").exists()
+
+
+def test_an_out_folder_vaebench_did_not_write_is_never_overwritten(tmp_path, capsys):
+    import hashlib
+
+    from helpers import assert_one_line_error, run_cli
+
+    foreign = tmp_path / "other-tool"
+    foreign.mkdir()
+    for name, text in (("leaderboard.csv", "a,b\n1,2\n"), ("leaderboard.md", "# another tool\n"), ("suite.json", "{}\n")):
+        (foreign / name).write_text(text)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in foreign.iterdir()}
+    code, _, err = run_cli(capsys, "run", "gaussian", "--budget", "smoke", "--hidden", "8", "--latent-dim", "2", "--out", str(foreign))
+    assert_one_line_error(code, err, "holds files vaebench did not write", "leaderboard.csv", "empty or new folder")
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in foreign.iterdir()} == before  # nothing touched
+    ours = tmp_path / "ours"
+    argv = ["run", "gaussian", "--budget", "smoke", "--hidden", "8", "--latent-dim", "2", "--metrics", "elbo", "-q", "--out", str(ours)]
+    assert run_cli(capsys, *argv)[0] == 0 and (ours / ".vaebench-output").exists()
+    assert run_cli(capsys, *argv, "--resume")[0] == 0  # its own folder: accepted
+    (ours / ".vaebench-output").unlink()  # a folder written before the marker is recognised by its run records
+    assert run_cli(capsys, *argv, "--resume")[0] == 0

@@ -4,7 +4,9 @@
 holds ``config.json`` (what the run is), ``metrics.json`` (what it measured),
 ``history.csv`` (per epoch), ``metrics_history.jsonl`` (records it superseded),
 ``checkpoint.pt`` and ``model.safetensors``. Records written before the settings
-schema (flat keys, no ``settings`` table) are read too.
+schema (flat keys, no ``settings`` table) are read too. ``<out>/.vaebench-output`` marks a
+folder vaebench writes into: ``vaebench run`` writes nowhere else but an empty or new folder
+(a folder with run records from before the marker counts as vaebench's).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vaebench.errors import UsageError
 from vaebench.settings import FIELDS
 
 CONFIG_FILE = "config.json"
@@ -20,6 +23,30 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 SUITE_FILE = "suite.json"
 LEGACY_NAMES = {"early_stopping_patience": "patience"}
+MARKER_FILE = ".vaebench-output"
+HOUSEKEEPING = {".vaebench.lock", ".vaebench.pid"}  # what the --out lock leaves, never another tool's
+
+
+def check_is_ours(out: Path) -> None:
+    """Refuse an --out folder that holds files vaebench did not write (another tool's leaderboard,
+    say): it would be overwritten. Empty, new, marked, or holding run records: vaebench's."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir() if p.name not in HOUSEKEEPING)
+    if not entries or MARKER_FILE in entries:
+        return
+    if next(out.glob(f"runs/*/seed-*/{CONFIG_FILE}"), None) or next(out.glob(f"runs/*/seed-*/{METRICS_FILE}"), None):
+        return  # a vaebench folder written before the marker
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise UsageError(f"--out {out} holds files vaebench did not write ({shown}); give an empty or new folder "
+                     f"(vaebench would overwrite them)")
+
+
+def mark_as_ours(out: Path, version: str) -> None:
+    marker = Path(out) / MARKER_FILE
+    if not marker.exists():
+        marker.write_text(json.dumps({"written_by": "vaebench", "version": version}) + "\n")
 
 
 def run_dir_of(out: Path, run: str, seed: int) -> Path:

@@ -41,7 +41,9 @@ from vaebench.execution.records import (
     HISTORY_FILE,
     METRICS_FILE,
     SUITE_FILE,
+    check_is_ours,
     differences,
+    mark_as_ours,
     read_json,
     recorded_settings,
     run_dir_of,
@@ -267,11 +269,13 @@ def plan(suite: Suite, plugins: Plugins, out: Path, resume: bool = False, extend
             log.debug("dry build of %s failed; its runs will record why", run.spec.name, exc_info=True)
             continue
         _warn_if_slow(run, recipe, data[_data_key(run.settings)], device)
+    check_is_ours(out)
     lock = OutLock(out)
     lock.acquire()
     try:
         clean_temporary_files(out)
         _check_out_contents(suite, runs, out, resume, extend)
+        mark_as_ours(out, __version__)
     except BaseException:
         lock.release()
         raise
