@@ -48,10 +48,12 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """What ``write_json`` writes for a value JSON has no type for: a scalar tensor or numpy number as its
+    Python number, a path as text; anything else is a TypeError."""
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, Path):

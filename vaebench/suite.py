@@ -88,11 +88,12 @@ class Suite:
 def default_run_name(variant: str, prior: str | None, objective: str | None, options: dict[str, Any]) -> str:
     """A row name that says what differs: ``gaussian+vampprior+iwae+k=5``."""
     parts = [variant, *(p for p in (prior, objective) if p)]
-    parts += [f"{key.split('.')[-1]}={_plain(value)}" for key, value in sorted(options.items())]
+    parts += [f"{key.split('.')[-1]}={option_text(value)}" for key, value in sorted(options.items())]
     return "+".join(parts)
 
 
-def _plain(value: Any) -> str:
+def option_text(value: Any) -> str:
+    """An option's value as run names and labels write it: 4.0 as 4, True as true."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -356,7 +357,7 @@ def make_suite(
         run_settings = settings_of(parsed)
         base_options = {**shared_options, **_options(table.get("options"), where)}
         for value in values:
-            add(f"{name}-{option.split('.')[-1]}={_plain(value)}", where, variant=variant, settings=run_settings,
+            add(f"{name}-{option.split('.')[-1]}={option_text(value)}", where, variant=variant, settings=run_settings,
                 prior=_component(table, "prior", where), objective=_component(table, "objective", where),
                 options={**base_options, option: value})
     if not specs:

@@ -67,6 +67,11 @@ class GaussianMixture(MixtureSameFamily):
         return torch.logsumexp(torch.stack(per_component, dim=-1), dim=-1).reshape(shape)
 
 
+def is_diagonal_gaussian(q) -> bool:
+    """Whether ``q`` is ``Independent(Normal(loc, scale), 1)``: a diagonal Gaussian over the last dimension."""
+    return isinstance(q, Independent) and isinstance(q.base_dist, Normal) and q.reinterpreted_batch_ndims == 1
+
+
 class DiagonalGaussianMixture(MixtureSameFamily):
     """sum_k softmax(logits)[k] N(loc[k], diag scale[k]^2): the MoG prior and the VampPrior.
 

@@ -21,7 +21,7 @@ from torch.distributions import (
     OneHotCategorical,
 )
 
-from vaebench.distributions.gaussian_mixture import DiagonalGaussianMixture, GaussianMixture
+from vaebench.distributions.gaussian_mixture import DiagonalGaussianMixture, GaussianMixture, is_diagonal_gaussian
 from vaebench.distributions.product import Concatenated
 from vaebench.distributions.validation import UNCHECKED
 
@@ -176,6 +176,6 @@ class VampPrior(Prior):
         u = torch.nn.functional.hardtanh(self.pseudo_inputs, 0.0, 1.0)
         components = self._posterior(u)
         logits = torch.zeros(u.shape[0], device=u.device)
-        if isinstance(components, Independent) and isinstance(components.base_dist, Normal) and components.reinterpreted_batch_ndims == 1:
+        if is_diagonal_gaussian(components):
             return DiagonalGaussianMixture(logits, components.base_dist.loc, components.base_dist.scale)
         return MixtureSameFamily(Categorical(logits=logits), components)

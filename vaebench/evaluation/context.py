@@ -17,9 +17,9 @@ CSV) go to ``context.run_dir``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import numbers
 import time
 import traceback
 import zlib
@@ -30,6 +30,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from vaebench.atomic import jsonable
 from vaebench.data import ImageData, Split
 from vaebench.distributions.priors import frozen_priors
 
@@ -173,21 +174,6 @@ def evaluate(ctx: EvalContext, metrics: list, on_metric=None, reserved: frozense
     return Evaluation(ctx.values, columns, errors, time.perf_counter() - start)
 
 
-def _plain_value(value):
-    """``value`` as JSON holds it (numpy numbers as Python's), or raise TypeError for what JSON cannot hold."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain_value(v) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _plain_value(v) for k, v in value.items()}
-    raise TypeError(f"a {type(value).__name__}")
-
-
 def _own_values(metric, values, owners: dict[str, str], reserved: frozenset[str], errors: dict) -> dict:
     """What ``metric`` returned, checked: values under another metric's column or a name the harness
     records are dropped (see :func:`evaluate`); a value JSON cannot hold, a number that is not finite,
@@ -207,10 +193,10 @@ def _own_values(metric, values, owners: dict[str, str], reserved: frozenset[str]
             if column not in declared:
                 problems.append(f"'{key}' (the harness records it): dropped")
             continue
-        try:
-            value = _plain_value(value)
-        except TypeError as exc:
-            problems.append(f"'{key}' as {exc}, which JSON cannot hold: n/a")
+        try:  # as metrics.json will hold it (write_json's conversions: scalar tensors and numpy numbers)
+            value = json.loads(json.dumps(value, default=jsonable))
+        except (TypeError, ValueError, RuntimeError):
+            problems.append(f"'{key}' as a {type(value).__name__}, which JSON cannot hold: n/a")
             value = None
         if key in declared and not declared[key].text and value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -53,7 +53,7 @@ from vaebench.plugin_manager import Plugins
 from vaebench.reporting.figures import all_figures
 from vaebench.reporting.leaderboard import leaderboard, run_records, write_leaderboard
 from vaebench.settings import FIELDS, RunSettings
-from vaebench.suite import RunSpec, Suite, resolve_device
+from vaebench.suite import RunSpec, Suite, option_text, resolve_device
 from vaebench.components import split_run_options
 from vaebench.models import glorot_init, he_init
 from vaebench.variant import BuildContext, count_parameters
@@ -229,7 +229,7 @@ def build_recipe(run: RunPlan, data: ImageData, seed: int):
 
 def component_label(name: str, options: dict) -> str:
     """A component as a row names it: ``mog(components=16)``, or the bare name without options."""
-    shown = ",".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in options.items())
+    shown = ",".join(f"{key}={option_text(value)}" for key, value in options.items())
     return f"{name}({shown})" if shown else name
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
+from vaebench.distributions.gaussian_mixture import is_diagonal_gaussian
 from vaebench.evaluation.context import Column, EvalContext
 from vaebench.models import variational_of
 from vaebench.objectives import kl_to_prior
@@ -33,10 +34,6 @@ GAP_STEP_SAMPLES = 4
 GAP_LR = 3e-2
 GAP_ELBO_SAMPLES = 100
 GAP_SEED = 77
-
-
-def is_diagonal_gaussian(q) -> bool:
-    return isinstance(q, Independent) and isinstance(q.base_dist, Normal) and q.reinterpreted_batch_ndims == 1
 
 
 def neg_elbo_estimate(model, q, x, y, samples: int) -> torch.Tensor:

@@ -132,7 +132,7 @@ def _distinct(board: pd.DataFrame, column: str) -> list[str]:
     """The different known values ``column`` has across rows (a missing field is not another value)."""
     if column not in board:
         return []
-    return sorted({_plain(v) for v in board[column] if not (v is None or (isinstance(v, float) and math.isnan(v)))})
+    return sorted({_plain(v) for v in board[column] if not _missing(v)})
 
 
 def _group_key(row: pd.Series) -> tuple[str, ...]:
@@ -191,7 +191,7 @@ def _plain(value) -> str:
 
 def _shared(values: pd.Series):
     """The value every seed has; several values are listed as mixed, not hidden."""
-    known = [v for v in values if not (v is None or (isinstance(v, float) and math.isnan(v)))]
+    known = [v for v in values if not _missing(v)]
     if not known:
         return math.nan
     texts = sorted({_plain(v) for v in known})
@@ -254,7 +254,7 @@ def _shared_caption(board: pd.DataFrame, column: str, default: str = "n/a", know
     """The value the rows share, or mixed (...). ``known_only``: rows whose records lack the field are left out
     (a missing field is not another value)."""
     values = board[column] if column in board else pd.Series([default] * len(board))
-    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in values]
+    missing = [_missing(v) for v in values]
     texts = sorted({_plain(v) if not gone else default for v, gone in zip(values, missing) if not (known_only and gone)})
     if not texts:
         return default
